@@ -29,6 +29,7 @@ pub struct EcLayout {
     group = "couchestor.io",
     version = "v1alpha1",
     kind = "EcVolume",
+    doc = "One volume archived as erasure-coded shards on node agents.",
     shortname = "ecv",
     status = "EcVolumeStatus",
     printcolumn = r#"{"name":"Volume","type":"string","jsonPath":".spec.sourcePersistentVolume"}"#,

@@ -32,6 +32,7 @@ pub const DEFAULT_STRIPE_SIZE_BYTES: u64 = 1 << 20;
     group = "couchestor.io",
     version = "v1alpha1",
     kind = "ErasureCodingPolicy",
+    doc = "The k+m erasure-coding layout used to archive cold volumes.",
     shortname = "ecp",
     status = "ErasureCodingPolicyStatus",
     printcolumn = r#"{"name":"K","type":"integer","jsonPath":".spec.dataShards"}"#,

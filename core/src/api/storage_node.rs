@@ -13,6 +13,7 @@ use crate::Tier;
     group = "couchestor.io",
     version = "v1alpha1",
     kind = "StorageNode",
+    doc = "A node's disk inventory and node-agent endpoint.",
     shortname = "sn",
     status = "StorageNodeStatus",
     printcolumn = r#"{"name":"Node","type":"string","jsonPath":".spec.nodeName"}"#,

@@ -28,6 +28,7 @@ pub const MIGRATION_HISTORY_LIMIT: usize = 20;
     group = "couchestor.io",
     version = "v1alpha1",
     kind = "StoragePolicy",
+    doc = "Tiers the volumes of one StorageClass between Mayastor pools by their IOPS.",
     shortname = "sp",
     status = "StoragePolicyStatus",
     printcolumn = r#"{"name":"StorageClass","type":"string","jsonPath":".spec.storageClassName"}"#,
@@ -65,11 +66,14 @@ pub struct StoragePolicySpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub volume_selector: Option<LabelSelector>,
     /// Mayastor pools of the hot tier (pool labels).
+    #[x_kube(validation = Rule::new("(has(self.matchLabels) && size(self.matchLabels) > 0) || (has(self.matchExpressions) && size(self.matchExpressions) > 0)").message("an empty selector would select every pool; give matchLabels or matchExpressions"))]
     pub hot_pool_selector: LabelSelector,
     /// Mayastor pools of the optional warm tier.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("(has(self.matchLabels) && size(self.matchLabels) > 0) || (has(self.matchExpressions) && size(self.matchExpressions) > 0)").message("an empty selector would select every pool; give matchLabels or matchExpressions"))]
     pub warm_pool_selector: Option<LabelSelector>,
     /// Mayastor pools of the cold tier.
+    #[x_kube(validation = Rule::new("(has(self.matchLabels) && size(self.matchLabels) > 0) || (has(self.matchExpressions) && size(self.matchExpressions) > 0)").message("an empty selector would select every pool; give matchLabels or matchExpressions"))]
     pub cold_pool_selector: LabelSelector,
     /// At or above this many IOPS a volume belongs on the hot tier.
     #[serde(rename = "highWatermarkIOPS", default = "default_high")]

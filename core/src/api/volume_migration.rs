@@ -18,6 +18,7 @@ pub const STEP_HISTORY_LIMIT: usize = 32;
     group = "couchestor.io",
     version = "v1alpha1",
     kind = "VolumeMigration",
+    doc = "One in-flight move of a volume between tiers, journaled step by step.",
     shortname = "vm",
     status = "VolumeMigrationStatus",
     printcolumn = r#"{"name":"Volume","type":"string","jsonPath":".spec.volumeName"}"#,
