@@ -15,7 +15,12 @@ use proptest::prelude::*;
 
 #[derive(Clone, Debug)]
 enum Op {
-    Put { key: u8, len: usize, seed: u8, random: bool },
+    Put {
+        key: u8,
+        len: usize,
+        seed: u8,
+        random: bool,
+    },
     Get(u8),
     Remove(u8),
     Contains(u8),
@@ -43,15 +48,22 @@ fn op() -> impl Strategy<Value = Op> {
 }
 
 fn setup() -> impl Strategy<Value = Setup> {
-    (any::<bool>(), 512u64..8192, any::<bool>(), any::<bool>(), any::<bool>()).prop_map(
-        |(with_l3, l1_capacity, l1_compression, l2_compression, buffered)| Setup {
-            with_l3,
-            l1_capacity,
-            l1_compression,
-            l2_compression,
-            buffered,
-        },
+    (
+        any::<bool>(),
+        512u64..8192,
+        any::<bool>(),
+        any::<bool>(),
+        any::<bool>(),
     )
+        .prop_map(
+            |(with_l3, l1_capacity, l1_compression, l2_compression, buffered)| Setup {
+                with_l3,
+                l1_capacity,
+                l1_compression,
+                l2_compression,
+                buffered,
+            },
+        )
 }
 
 /// Bytes that differ by key, seed and length; `random` ones defeat LZ4, the others compress.
@@ -77,7 +89,13 @@ fn key(k: u8) -> CacheKey {
 }
 
 async fn open(dir: &Path, s: &Setup) -> Cache {
-    let compression = |on| if on { Compression::Lz4 } else { Compression::None };
+    let compression = |on| {
+        if on {
+            Compression::Lz4
+        } else {
+            Compression::None
+        }
+    };
     let builder = Cache::builder()
         .l1_capacity(s.l1_capacity)
         .l1_compression(compression(s.l1_compression))
@@ -96,7 +114,10 @@ async fn open(dir: &Path, s: &Setup) -> Cache {
         // Same type as with an L3, but none configured.
         builder
     };
-    builder.open(&mut Registry::default()).await.expect("open cache")
+    builder
+        .open(&mut Registry::default())
+        .await
+        .expect("open cache")
 }
 
 fn scratch_dir() -> tempfile::TempDir {
@@ -120,9 +141,17 @@ fn run(s: &Setup, ops: &[Op]) -> Result<(), TestCaseError> {
         let mut model: HashMap<u8, Bytes> = HashMap::new();
         for (step, op) in ops.iter().enumerate() {
             match *op {
-                Op::Put { key: k, len, seed, random } => {
+                Op::Put {
+                    key: k,
+                    len,
+                    seed,
+                    random,
+                } => {
                     let v = value(k, len, seed, random);
-                    cache.put(key(k), CacheEntry::new(v.clone())).await.expect("put");
+                    cache
+                        .put(key(k), CacheEntry::new(v.clone()))
+                        .await
+                        .expect("put");
                     model.insert(k, v);
                 }
                 Op::Get(k) => {
@@ -173,7 +202,9 @@ fn run(s: &Setup, ops: &[Op]) -> Result<(), TestCaseError> {
         for k in 0..8u8 {
             let got = cache.get(&key(k)).await.expect("get");
             match (model.get(&k), got) {
-                (expected, Some(e)) => prop_assert_eq!(Some(e.data()), expected, "final get({})", k),
+                (expected, Some(e)) => {
+                    prop_assert_eq!(Some(e.data()), expected, "final get({})", k)
+                }
                 (Some(_), None) => prop_assert!(!s.with_l3, "final get({}) missed with L3", k),
                 (None, None) => {}
             }

@@ -86,7 +86,10 @@ fn the_newest_record_of_a_key_wins_and_tombstones_survive_reopen() {
     }
     let l2 = open(&c);
     assert_eq!(&l2.read(&key(1), true).expect("hit").data[..], b"new value");
-    assert!(l2.read(&key(2), true).is_none(), "tombstone kept the key absent");
+    assert!(
+        l2.read(&key(2), true).is_none(),
+        "tombstone kept the key absent"
+    );
 }
 
 #[test]
@@ -107,7 +110,10 @@ fn a_flipped_payload_bit_is_a_miss_and_the_entry_is_dropped() {
     other.write_all_at(&[b[0] ^ 0x01], at).expect("damage");
     assert!(l2.read(&key(1), true).is_none(), "corrupt entry is a miss");
     assert!(!l2.contains_key(&key(1)), "and is dropped from the index");
-    assert_eq!(&l2.read(&key(2), true).expect("neighbour").data[..], &value(2, 2000)[..]);
+    assert_eq!(
+        &l2.read(&key(2), true).expect("neighbour").data[..],
+        &value(2, 2000)[..]
+    );
     assert_eq!(l2.metrics.corrupt.get(), 1);
 }
 
@@ -158,10 +164,16 @@ fn a_torn_last_record_is_ignored_after_reopen() {
         .open(dir.path().join(DATA_FILE))
         .expect("open");
     let half = loc.len as u64 / 2;
-    f.write_all_at(&vec![0u8; (loc.len as u64 - half) as usize], loc.offset + half)
-        .expect("tear");
+    f.write_all_at(
+        &vec![0u8; (loc.len as u64 - half) as usize],
+        loc.offset + half,
+    )
+    .expect("tear");
     let l2 = open(&c);
-    assert_eq!(&l2.read(&key(1), true).expect("intact").data[..], &value(1, 1000)[..]);
+    assert_eq!(
+        &l2.read(&key(1), true).expect("intact").data[..],
+        &value(1, 1000)[..]
+    );
     // The torn record's header is intact, so recovery indexes it; the read must reject it.
     assert!(l2.read(&key(2), true).is_none(), "torn record is a miss");
 }
