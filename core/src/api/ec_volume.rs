@@ -121,11 +121,10 @@ pub struct EcProgress {
 impl EcProgress {
     /// Progress with its percentage text filled in.
     pub fn new(operation: impl Into<String>, stripes_done: u64, stripes_total: u64) -> Self {
-        let percent = if stripes_total == 0 {
-            100
-        } else {
-            stripes_done.saturating_mul(100) / stripes_total
-        };
+        let percent = stripes_done
+            .saturating_mul(100)
+            .checked_div(stripes_total)
+            .unwrap_or(100);
         Self {
             operation: operation.into(),
             stripes_done,

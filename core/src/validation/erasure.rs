@@ -118,7 +118,7 @@ fn check_shape(errors: &mut FieldErrors, at: &str, k: u32, m: u32, stripe: u64) 
         );
     } else if k >= 1 {
         let unit = u64::from(k) * CODEC_ALIGNMENT_BYTES;
-        if stripe % unit != 0 {
+        if !stripe.is_multiple_of(unit) {
             let below = stripe / unit * unit;
             let above = below + unit;
             errors.push(
