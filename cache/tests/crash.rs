@@ -61,11 +61,11 @@ fn mix(mut x: u64) -> u64 {
 fn op(i: u64, max_len: u64) -> (u64, Option<Bytes>) {
     let r = mix(i + 1);
     let key = r % KEYS;
-    if (r >> 8) % 10 == 0 {
+    if (r >> 8).is_multiple_of(10) {
         return (key, None);
     }
     let len = (mix(r) % max_len) as usize;
-    let compressible = (r >> 16) % 2 == 0;
+    let compressible = (r >> 16).is_multiple_of(2);
     let mut x = mix(r ^ 0xabcdef) | 1;
     let v: Vec<u8> = (0..len)
         .map(|j| {
