@@ -48,6 +48,44 @@ pub fn is_empty(selector: &LabelSelector) -> bool {
             .is_none_or(Vec::is_empty)
 }
 
+/// Whether some label set could satisfy both selectors. Conservative: `true` unless
+/// the selectors are provably disjoint (one requires a key value or presence the other
+/// rules out). Used to refuse two enabled policies claiming the same volumes.
+pub fn may_overlap(a: &LabelSelector, b: &LabelSelector) -> bool {
+    let (ra, rb) = (requirements(a), requirements(b));
+    !ra.iter().any(|x| rb.iter().any(|y| disjoint(x, y)))
+}
+
+/// A selector's requirements as (key, operator, values), `matchLabels` as `In`.
+fn requirements(s: &LabelSelector) -> Vec<(&str, &str, Vec<&str>)> {
+    let labels = s
+        .match_labels
+        .iter()
+        .flatten()
+        .map(|(k, v)| (k.as_str(), "In", vec![v.as_str()]));
+    let exprs = s.match_expressions.iter().flatten().map(|e| {
+        let values = e.values.iter().flatten().map(String::as_str).collect();
+        (e.key.as_str(), e.operator.as_str(), values)
+    });
+    labels.chain(exprs).collect()
+}
+
+/// Whether no label set satisfies both requirements on the same key.
+fn disjoint(x: &(&str, &str, Vec<&str>), y: &(&str, &str, Vec<&str>)) -> bool {
+    if x.0 != y.0 {
+        return false;
+    }
+    let needs_key = |op: &str| matches!(op, "In" | "Exists");
+    match (x.1, y.1) {
+        ("In", "In") => !x.2.iter().any(|v| y.2.contains(v)),
+        ("In", "NotIn") => x.2.iter().all(|v| y.2.contains(v)),
+        ("NotIn", "In") => y.2.iter().all(|v| x.2.contains(v)),
+        (a, "DoesNotExist") if needs_key(a) => true,
+        ("DoesNotExist", b) if needs_key(b) => true,
+        _ => false,
+    }
+}
+
 /// Checks `selector` and records every problem under `path`.
 pub fn check(selector: &LabelSelector, path: &str, errors: &mut FieldErrors) {
     for (key, value) in selector.match_labels.iter().flatten() {
@@ -217,5 +255,47 @@ mod tests {
         ] {
             assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
         }
+    }
+
+    #[test]
+    fn selectors_overlap_unless_provably_disjoint() {
+        let by_labels = |pairs: &[(&str, &str)]| LabelSelector {
+            match_labels: Some(labels(pairs)),
+            ..Default::default()
+        };
+        let by_expr = |key: &str, op: &str, values: &[&str]| LabelSelector {
+            match_expressions: Some(vec![expr(key, op, values)]),
+            ..Default::default()
+        };
+        let everything = LabelSelector::default();
+        assert!(may_overlap(&everything, &by_labels(&[("app", "db")])));
+        assert!(may_overlap(
+            &by_labels(&[("app", "db")]),
+            &by_labels(&[("team", "x")])
+        ));
+        assert!(!may_overlap(
+            &by_labels(&[("app", "db")]),
+            &by_labels(&[("app", "web")])
+        ));
+        assert!(!may_overlap(
+            &by_labels(&[("app", "db")]),
+            &by_expr("app", "NotIn", &["db"])
+        ));
+        assert!(may_overlap(
+            &by_labels(&[("app", "db")]),
+            &by_expr("app", "NotIn", &["web"])
+        ));
+        assert!(!may_overlap(
+            &by_expr("app", "Exists", &[]),
+            &by_expr("app", "DoesNotExist", &[])
+        ));
+        assert!(!may_overlap(
+            &by_expr("app", "In", &["a", "b"]),
+            &by_expr("app", "In", &["c"])
+        ));
+        assert!(may_overlap(
+            &by_expr("app", "In", &["a", "b"]),
+            &by_expr("app", "In", &["b"])
+        ));
     }
 }

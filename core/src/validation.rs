@@ -6,6 +6,7 @@
 //! [`Validate`]); the CRDs carry CEL rules mirroring the cross-field checks, so the API
 //! server rejects the same objects when the webhook is down (see [`crate::crd`]).
 
+pub mod cross;
 mod erasure;
 mod migration;
 mod node;
