@@ -104,8 +104,34 @@ impl<B: Backend> Cache<B> {
     /// that a cached copy may have been dropped.
     pub async fn put(&self, key: CacheKey, entry: CacheEntry) -> Result<(), Error> {
         key.validate()?;
+        // Fast path, no task hop: without L3, and when L2 has no copy to drop, the whole update
+        // happens under the key lock with no await after acquiring it, so a cancelled caller
+        // either did nothing (cancelled while waiting for the lock) or everything.
+        if self.inner.l3.is_none() {
+            let guard = self.inner.lock(&key).await;
+            if self
+                .inner
+                .l2
+                .as_ref()
+                .is_none_or(|l2| !l2.contains_key(&key))
+            {
+                self.inner.insert_l1(key, &entry);
+                drop(guard);
+                return self.demote_in_task().await;
+            }
+        }
         let inner = self.inner.clone();
         tokio::spawn(async move { inner.put(key, entry).await }).await?
+    }
+
+    /// Runs pending demotions (if any) in a task of their own, for the same cancellation reason.
+    async fn demote_in_task(&self) -> Result<(), Error> {
+        if !self.inner.l1.has_pending() {
+            return Ok(());
+        }
+        let inner = self.inner.clone();
+        tokio::spawn(async move { inner.demote_pending().await }).await?;
+        Ok(())
     }
 
     /// Convenience for `put(key, CacheEntry::new(data))`.
@@ -191,11 +217,15 @@ impl<B: Backend> Inner<B> {
                 l3.put(&key, entry.data().clone()).await?;
                 self.metrics.l3.inserts.inc();
             }
-            let slot = Slot::from_entry(&entry, &self.l1_compressor, key.encoded_len());
-            self.l1.insert(key, Arc::new(slot));
+            self.insert_l1(key, &entry);
         }
         self.demote_pending().await;
         Ok(())
+    }
+
+    fn insert_l1(&self, key: CacheKey, entry: &CacheEntry) {
+        let slot = Slot::from_entry(entry, &self.l1_compressor, key.encoded_len());
+        self.l1.insert(key, Arc::new(slot));
     }
 
     async fn remove(self: Arc<Self>, key: CacheKey) -> Result<(), Error> {

@@ -70,9 +70,7 @@ impl CacheEntry {
 }
 
 pub(crate) fn now_millis() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+    to_millis(SystemTime::now())
 }
 
 pub(crate) fn from_millis(ms: u64) -> SystemTime {

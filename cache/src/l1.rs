@@ -138,6 +138,11 @@ impl L1 {
         lock(&self.pending).remove(key)
     }
 
+    /// Whether any entry waits for demotion.
+    pub(crate) fn has_pending(&self) -> bool {
+        !lock(&self.pending).is_empty()
+    }
+
     /// Keys waiting for demotion (a snapshot).
     pub(crate) fn pending_keys(&self) -> Vec<CacheKey> {
         let pending = lock(&self.pending);
