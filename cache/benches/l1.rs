@@ -65,7 +65,10 @@ fn two_threads(iters: u64, op: &(dyn Fn(usize, usize) + Sync)) -> Duration {
 
 fn bench(c: &mut Criterion) {
     let keys = keys(KEYS);
-    let value = Bytes::from(vec![7u8; VALUE]);
+    // One allocation per entry (a shared `Bytes` would make every clone hit one refcount line).
+    let values: Vec<Bytes> = (0..KEYS)
+        .map(|i| Bytes::from(vec![i as u8; VALUE]))
+        .collect();
     let orders: Vec<Vec<usize>> = (0..THREADS).map(|t| order(t, KEYS, 1 << 20)).collect();
     let at = |t: usize, i: usize| orders[t][i & ((1 << 20) - 1)];
 
@@ -82,9 +85,9 @@ fn bench(c: &mut Criterion) {
             .open(&mut Registry::default())
             .await
             .expect("open");
-        for k in &keys {
+        for (k, v) in keys.iter().zip(&values) {
             cache
-                .put(k.clone(), CacheEntry::new(value.clone()))
+                .put(k.clone(), CacheEntry::new(v.clone()))
                 .await
                 .expect("put");
         }
@@ -92,9 +95,11 @@ fn bench(c: &mut Criterion) {
     });
     let qc: quick_cache::sync::Cache<CacheKey, Bytes> = quick_cache::sync::Cache::new(KEYS * 2);
     let mc: moka::sync::Cache<CacheKey, Bytes> = moka::sync::Cache::new(KEYS as u64 * 2);
-    for k in &keys {
-        qc.insert(k.clone(), value.clone());
-        mc.insert(k.clone(), value.clone());
+    let qc_values: Vec<Bytes> = values.iter().map(|v| Bytes::copy_from_slice(v)).collect();
+    let mc_values: Vec<Bytes> = values.iter().map(|v| Bytes::copy_from_slice(v)).collect();
+    for (i, k) in keys.iter().enumerate() {
+        qc.insert(k.clone(), qc_values[i].clone());
+        mc.insert(k.clone(), mc_values[i].clone());
     }
     mc.run_pending_tasks();
     assert!(
@@ -129,7 +134,7 @@ fn bench(c: &mut Criterion) {
         })
     });
     g.finish();
-    drop((ours, qc, mc));
+    drop((ours, qc, mc, qc_values, mc_values));
 
     // --- inserts: capacity is a fifth of the key space, so most inserts evict ---
     let cap = KEYS / 5;
@@ -147,8 +152,8 @@ fn bench(c: &mut Criterion) {
     g.bench_function("couchestor_put_async", |b| {
         b.iter_custom(|iters| {
             two_threads(iters, &|t, i| {
-                let k = keys[at(t, i)].clone();
-                rt.block_on(ours.put(k, CacheEntry::new(value.clone())))
+                let j = at(t, i);
+                rt.block_on(ours.put(keys[j].clone(), CacheEntry::new(values[j].clone())))
                     .expect("put");
             })
         })
@@ -156,14 +161,16 @@ fn bench(c: &mut Criterion) {
     g.bench_function("quick_cache", |b| {
         b.iter_custom(|iters| {
             two_threads(iters, &|t, i| {
-                qc.insert(keys[at(t, i)].clone(), value.clone());
+                let j = at(t, i);
+                qc.insert(keys[j].clone(), values[j].clone());
             })
         })
     });
     g.bench_function("moka", |b| {
         b.iter_custom(|iters| {
             two_threads(iters, &|t, i| {
-                mc.insert(keys[at(t, i)].clone(), value.clone());
+                let j = at(t, i);
+                mc.insert(keys[j].clone(), values[j].clone());
             })
         })
     });
