@@ -10,3 +10,5 @@
 //! export and the local lab. See `README.md`.
 
 pub mod codec;
+pub mod shard;
+pub mod store;
