@@ -134,7 +134,7 @@ fn check_geometry(k: usize, m: usize) -> Result<(), Error> {
 fn common_len(lens: impl IntoIterator<Item = (usize, usize)>) -> Result<usize, Error> {
     let mut first: Option<(usize, usize)> = None;
     for (column, len) in lens {
-        if len == 0 || len % ALIGNMENT_BYTES != 0 {
+        if len == 0 || !len.is_multiple_of(ALIGNMENT_BYTES) {
             return Err(Error::Misaligned { column, len });
         }
         match first {

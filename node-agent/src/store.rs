@@ -263,8 +263,10 @@ impl ShardStore {
             return Err(invalid("need k ≥ 1, m ≥ 1, k + m ≤ 255"));
         }
         let shard_bytes = layout.shard_bytes();
-        if layout.stripe_size_bytes % u64::from(layout.data_shards) != 0
-            || shard_bytes % crate::codec::ALIGNMENT_BYTES as u64 != 0
+        if !layout
+            .stripe_size_bytes
+            .is_multiple_of(u64::from(layout.data_shards))
+            || !shard_bytes.is_multiple_of(crate::codec::ALIGNMENT_BYTES as u64)
             || shard_bytes == 0
             || shard_bytes > u64::from(u32::MAX)
         {

@@ -5,6 +5,7 @@
 //!   was acknowledged; the slot is discarded (its header block zeroed and synced);
 //! - an in-place overwrite cut short: the entry is still `Rewriting`, the old bytes may be
 //!   torn, so it is marked `NeedsRepair` (rebuilt from the other columns).
+//!
 //! After an unclean shutdown every slot header of every column file is also checked against
 //! its index entry (a mismatch is marked for repair) — the cost is one 4 KiB read per slot.
 
