@@ -14,7 +14,11 @@ const STRIPE: usize = 1 << 20;
 fn data(k: usize) -> Vec<Vec<u8>> {
     let len = STRIPE / k / 64 * 64;
     (0..k)
-        .map(|c| (0..len).map(|i| (i * 7 + c * 13 + (i >> 9)) as u8).collect())
+        .map(|c| {
+            (0..len)
+                .map(|i| (i * 7 + c * 13 + (i >> 9)) as u8)
+                .collect()
+        })
         .collect()
 }
 
@@ -25,7 +29,10 @@ fn bench(c: &mut Criterion) {
         let refs: Vec<&[u8]> = data.iter().map(Vec::as_slice).collect();
         let codecs: [(&str, Box<dyn ErasureCodec>); 2] = [
             ("isa-l", Box::new(IsalCodec::new(k, m).expect("geometry"))),
-            ("pure-rust", Box::new(PureRustCodec::new(k, m).expect("geometry"))),
+            (
+                "pure-rust",
+                Box::new(PureRustCodec::new(k, m).expect("geometry")),
+            ),
         ];
         let mut group = c.benchmark_group(format!("encode/k{k}m{m}"));
         group.throughput(Throughput::Bytes((len * k) as u64));
@@ -33,7 +40,8 @@ fn bench(c: &mut Criterion) {
             let mut parity = vec![vec![0u8; len]; m];
             group.bench_function(BenchmarkId::from_parameter(name), |b| {
                 b.iter(|| {
-                    let mut outs: Vec<&mut [u8]> = parity.iter_mut().map(Vec::as_mut_slice).collect();
+                    let mut outs: Vec<&mut [u8]> =
+                        parity.iter_mut().map(Vec::as_mut_slice).collect();
                     codec.encode(black_box(&refs), &mut outs).expect("encode");
                 });
             });
