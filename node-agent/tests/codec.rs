@@ -13,6 +13,7 @@ fn stripe() -> impl Strategy<Value = (usize, usize, Vec<Vec<u8>>)> {
 }
 
 fn codecs(k: usize, m: usize) -> Vec<Box<dyn ErasureCodec>> {
+    #[cfg_attr(not(feature = "isal"), allow(unused_mut))]
     let mut v: Vec<Box<dyn ErasureCodec>> =
         vec![Box::new(PureRustCodec::new(k, m).expect("valid geometry"))];
     #[cfg(feature = "isal")]
