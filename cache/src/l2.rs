@@ -15,6 +15,9 @@
 //!    under its read lock after checking the epoch, so a reader never sees a region being reused.
 //! 4. Regions are reused oldest first, so a record never outlives a newer record (or tombstone) of
 //!    the same key; on recovery the highest sequence number per key is the latest state.
+//! 5. Before a newer record (or tombstone) of a key is written, the key's current record is
+//!    rewritten in place as "superseded" (same length, new header CRC), in the same `fdatasync`.
+//!    So an older value cannot come back even if the newer record is later lost to damage.
 
 mod format;
 mod recovery;
@@ -263,17 +266,21 @@ impl L2 {
                 None
             } else {
                 let start = loc.offset as usize;
-                let value = verify(&self.map[start..start + loc.len as usize], key, loc);
-                if value.is_none() {
-                    self.metrics.corrupt.inc();
-                    tracing::warn!(
-                        path = %self.path.display(),
-                        %key,
-                        offset = loc.offset,
-                        "L2 record failed verification; dropped"
-                    );
+                match verify(&self.map[start..start + loc.len as usize], key, loc) {
+                    Ok(value) => Some(value),
+                    // Superseded by a write that is updating the index right now.
+                    Err(Reject::Superseded) => None,
+                    Err(Reject::Corrupt) => {
+                        self.metrics.corrupt.inc();
+                        tracing::warn!(
+                            path = %self.path.display(),
+                            %key,
+                            offset = loc.offset,
+                            "L2 record failed verification; dropped"
+                        );
+                        None
+                    }
                 }
-                value
             }
         };
         match verified {
@@ -375,6 +382,14 @@ impl L2 {
             w.sealed.push_back(full);
             self.next_region(&mut w)?;
         }
+        // Rule 5: retire the key's current record first. If we crash between this and the new
+        // record, the key is simply absent.
+        let previous = read(&self.index).get(key).copied();
+        if let Some(prev) = previous
+            && let Err(e) = self.supersede(prev)
+        {
+            return Err(self.fail(e));
+        }
         h.epoch = self.regions[w.active].epoch.load(Ordering::Relaxed);
         h.seq = w.next_seq;
         w.next_seq += 1;
@@ -404,7 +419,8 @@ impl L2 {
                 self.metrics.inserts.inc();
                 index.insert(key.clone(), loc)
             }
-            Kind::Tombstone => index.remove(key),
+            // `append` never writes superseded records; they only arise from `supersede`.
+            Kind::Tombstone | Kind::Superseded => index.remove(key),
         };
         if let Some(old) = old {
             self.live_bytes.fetch_sub(old.len as u64, Ordering::Relaxed);
@@ -413,6 +429,24 @@ impl L2 {
             .bytes
             .set(self.live_bytes.load(Ordering::Relaxed) as i64);
         Ok(h.seq)
+    }
+
+    /// Rewrites the record at `loc` as superseded. Call with the writer lock held (so its region
+    /// cannot be reused meanwhile). Holds the region's write lock so no reader sees a half
+    /// rewritten header.
+    fn supersede(&self, loc: Loc) -> std::io::Result<()> {
+        let region = &self.regions[loc.region as usize];
+        let _exclusive = write(&region.guard);
+        if region.epoch.load(Ordering::Acquire) != loc.epoch {
+            return Ok(());
+        }
+        let start = loc.offset as usize;
+        let Some(header) = format::superseded_header(&self.map[start..start + loc.len as usize])
+        else {
+            // Already damaged: it cannot be mistaken for a value any more.
+            return Ok(());
+        };
+        self.file.write_all_at(&header, loc.offset)
     }
 
     /// Makes a free region (evicting the oldest one if none is free) the active one.
@@ -493,27 +527,38 @@ impl L2 {
     }
 }
 
+/// Why a record was not returned.
+#[derive(Debug, PartialEq, Eq)]
+enum Reject {
+    Superseded,
+    Corrupt,
+}
+
 /// Checks a record copied from `loc` against the key and its CRCs, and decodes the value.
-fn verify(rec: &[u8], key: &CacheKey, loc: Loc) -> Option<L2Value> {
-    let (h, bucket, name) = format::decode_record_header(rec)?;
+fn verify(rec: &[u8], key: &CacheKey, loc: Loc) -> Result<L2Value, Reject> {
+    let (h, bucket, name) = format::decode_record_header(rec).ok_or(Reject::Corrupt)?;
+    if h.kind == Kind::Superseded {
+        return Err(Reject::Superseded);
+    }
     if h.kind != Kind::Value
         || h.epoch != loc.epoch
         || h.seq != loc.seq
         || bucket != key.bucket().as_bytes()
         || name != key.key().as_bytes()
     {
-        return None;
+        return Err(Reject::Corrupt);
     }
-    let raw_len = usize::try_from(h.raw_len).ok()?;
+    let raw_len = usize::try_from(h.raw_len).map_err(|_| Reject::Corrupt)?;
     // LZ4 cannot expand more than 255:1; refuse to allocate for a length that cannot be real.
     if raw_len > (h.payload_len as usize).saturating_mul(256) + 64 {
-        return None;
+        return Err(Reject::Corrupt);
     }
-    let data = Compressor::decode(h.codec, &rec[h.payload_range()], raw_len)?;
+    let data =
+        Compressor::decode(h.codec, &rec[h.payload_range()], raw_len).ok_or(Reject::Corrupt)?;
     if crc32c::crc32c(&data) != h.data_crc {
-        return None;
+        return Err(Reject::Corrupt);
     }
-    Some(L2Value {
+    Ok(L2Value {
         data,
         checksum: h.data_crc,
         created_ms: h.created_ms,

@@ -18,7 +18,7 @@
 //! | offset | size | field |
 //! |---|---|---|
 //! | 0 | 4 | magic `CSRE` |
-//! | 4 | 1 | kind: 1 value, 2 tombstone |
+//! | 4 | 1 | kind: 1 value, 2 tombstone, 3 superseded value |
 //! | 5 | 1 | codec: 0 raw, 1 LZ4 block |
 //! | 6 | 2 | reserved (0) |
 //! | 8 | 8 | epoch of the region it was written in |
@@ -111,6 +111,9 @@ pub(crate) fn decode_region_header(b: &[u8]) -> Option<u64> {
 pub(crate) enum Kind {
     Value = 1,
     Tombstone = 2,
+    /// A value record rewritten in place when a newer record (or tombstone) of its key was
+    /// written: still skippable by length, never a candidate.
+    Superseded = 3,
 }
 
 /// A record header, decoded.
@@ -183,6 +186,18 @@ pub(crate) fn encode_record(
     b
 }
 
+/// Given an intact record's header and key (`rec` starts at the record), returns the 64-byte
+/// header rewritten as [`Kind::Superseded`] with its CRC recomputed.
+pub(crate) fn superseded_header(rec: &[u8]) -> Option<[u8; RECORD_HEADER_LEN]> {
+    let (h, _, _) = decode_record_header(rec)?;
+    let mut out = [0u8; RECORD_HEADER_LEN];
+    out.copy_from_slice(&rec[..RECORD_HEADER_LEN]);
+    out[4] = Kind::Superseded as u8;
+    let crc = header_crc(&out[..60], &rec[h.key_range()]);
+    out[60..64].copy_from_slice(&crc.to_le_bytes());
+    Some(out)
+}
+
 fn header_crc(fixed: &[u8], key: &[u8]) -> u32 {
     crc32c::crc32c_append(crc32c::crc32c(fixed), key)
 }
@@ -197,6 +212,7 @@ pub(crate) fn decode_record_header(b: &[u8]) -> Option<(RecordHeader, &[u8], &[u
     let kind = match b[4] {
         1 => Kind::Value,
         2 => Kind::Tombstone,
+        3 => Kind::Superseded,
         _ => return None,
     };
     let h = RecordHeader {
@@ -278,6 +294,18 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn a_superseded_header_still_decodes_with_the_same_length_and_key() {
+        let h = header(10);
+        let mut rec = encode_record(&h, b"bk", b"hello", &[3u8; 10]);
+        let new = superseded_header(&rec).expect("intact");
+        rec[..RECORD_HEADER_LEN].copy_from_slice(&new);
+        let (d, bucket, key) = decode_record_header(&rec).expect("decodes");
+        assert_eq!(d.kind, Kind::Superseded);
+        assert_eq!(d.record_len(), h.record_len());
+        assert_eq!((bucket, key), (&b"bk"[..], &b"hello"[..]));
     }
 
     #[test]

@@ -65,6 +65,7 @@ pub(crate) fn scan(file: &[u8], g: Geometry) -> Recovered {
             };
             let key = CacheKey::new(bucket, name);
             let len = h.record_len();
+            // Tombstones and superseded values are candidates too, meaning "absent".
             let loc = (h.kind == Kind::Value).then_some(Loc {
                 region: region as u32,
                 offset: start as u64 + off as u64,
