@@ -6,6 +6,8 @@
 //! - "roomy" L2 (never evicts): every acknowledged put must come back with exactly its bytes,
 //!   every acknowledged remove must be a miss.
 //! - "tight" L2 (wraps many times): an acknowledged put may be a miss (evicted), never other bytes.
+//! - "roomy-buffered": as "roomy" with `Durability::Buffered` (no fdatasync per value record),
+//!   which promises the same for a process crash.
 //!
 //! The one operation in flight at the kill may or may not have happened: its key may show the
 //! old or the new state, nothing else.
@@ -32,15 +34,17 @@ struct Scenario {
     region: u64,
     max_len: u64,
     strict: bool,
+    durability: Durability,
 }
 
-const SCENARIOS: [Scenario; 2] = [
+const SCENARIOS: [Scenario; 3] = [
     Scenario {
         name: "roomy",
         l2_capacity: 256 << 20,
         region: 1 << 20,
         max_len: 96 << 10,
         strict: true,
+        durability: Durability::Sync,
     },
     Scenario {
         name: "tight",
@@ -48,6 +52,16 @@ const SCENARIOS: [Scenario; 2] = [
         region: 128 << 10,
         max_len: 48 << 10,
         strict: false,
+        durability: Durability::Sync,
+    },
+    // `Buffered` promises the same as `Sync` for a process crash (the page cache survives it).
+    Scenario {
+        name: "roomy-buffered",
+        l2_capacity: 256 << 20,
+        region: 1 << 20,
+        max_len: 96 << 10,
+        strict: true,
+        durability: Durability::Buffered,
     },
 ];
 
@@ -93,7 +107,7 @@ async fn open(dir: &Path, s: &Scenario) -> Cache {
         .l2_dir(dir)
         .l2_capacity(s.l2_capacity)
         .l2_region_size(s.region)
-        .l2_durability(Durability::Sync)
+        .l2_durability(s.durability)
         .open(&mut Registry::default())
         .await
         .expect("open cache")
@@ -165,6 +179,7 @@ fn scenario(index: usize) -> Result<(), String> {
     let mut model: HashMap<u64, Bytes> = HashMap::new();
     let mut start = 0u64;
     let mut checked = 0;
+    let mut hits = 0;
     for round in 0..4u64 {
         let acks = 60 + mix(round + 99) % 120;
         let last = run_child(dir.path(), index, start, acks);
@@ -200,6 +215,7 @@ fn scenario(index: usize) -> Result<(), String> {
                     ));
                 }
                 checked += 1;
+                hits += usize::from(got.is_some());
             }
             // Settle the ambiguous key so the model is exact for the next round.
             cache
