@@ -182,7 +182,7 @@ async fn a_corrupt_l2_record_is_never_returned_and_the_read_falls_through_to_l3(
             .put(k.clone(), CacheEntry::new(v.clone()))
             .await
             .expect("put");
-        // Fill L2 through an L3 read after restart below; first make L2 hold it.
+        // The put went to L1 and L3 only; after the restart below an L3 read fills L2.
     }
     {
         let mut reg = Registry::default();
@@ -194,8 +194,8 @@ async fn a_corrupt_l2_record_is_never_returned_and_the_read_falls_through_to_l3(
             .expect("L3 hit, promoted into L2");
         assert_eq!(cache.l2_len(), 1);
     }
-    // Flip every byte of the L2 file that belongs to the value's payload region: find the
-    // record by scanning for its key, then damage bytes after it.
+    // Damage 16 bytes of the record's payload: find the record by its key on disk (the payload
+    // follows the key) and overwrite bytes 200..216 after it.
     let path = dir.path().join("l2").join(L2_DATA_FILE);
     let raw = std::fs::read(&path).expect("read l2");
     let at = raw
