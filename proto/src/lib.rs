@@ -1,4 +1,5 @@
-//! Protobuf contracts: the CSI v1 services (written from the CSI v1.12 specification) and the node-agent gRPC API, generated with tonic/prost.
+//! # couchestor-proto
 //!
-//! This crate is a placeholder in the workspace; issue #4 (node-agent API) and #5 (CSI) builds it. It holds no code
-//! yet, so nothing can mistake it for a working component.
+//! Generated gRPC code for CoucheStor's wire contracts. Each `.proto` file under this
+//! crate's `csi/` and `couchestor/` directories is compiled by `build.rs`; each package
+//! is exposed as a module below.
