@@ -381,6 +381,5 @@ impl<B: Backend> Inner<B> {
                 Err(e) => tracing::warn!(%key, error = %e, "demotion task failed; entry dropped"),
             }
         }
-        self.l1.update_bytes_gauge();
     }
 }

@@ -60,9 +60,11 @@ impl Lifecycle<CacheKey, Arc<Slot>> for DemoteOnEvict {
 }
 
 /// The RAM tier plus its demotion buffer.
+type Map = QuickCache<CacheKey, Arc<Slot>, SlotWeighter, DefaultHashBuilder, DemoteOnEvict>;
+
 #[derive(Debug)]
 pub(crate) struct L1 {
-    map: QuickCache<CacheKey, Arc<Slot>, SlotWeighter, DefaultHashBuilder, DemoteOnEvict>,
+    map: Arc<Map>,
     pending: Pending,
     metrics: TierMetrics,
 }
@@ -89,13 +91,19 @@ impl L1 {
             pending: pending.clone(),
             metrics: metrics.clone(),
         };
+        let map = Arc::new(QuickCache::with_options(
+            options,
+            SlotWeighter,
+            DefaultHashBuilder::default(),
+            lifecycle,
+        ));
+        // Weak: the caller's registry may outlive the cache.
+        let weak = Arc::downgrade(&map);
+        metrics
+            .bytes
+            .compute_with(move || weak.upgrade().map_or(0, |m| m.weight() as i64));
         Ok(Self {
-            map: QuickCache::with_options(
-                options,
-                SlotWeighter,
-                DefaultHashBuilder::default(),
-                lifecycle,
-            ),
+            map,
             pending,
             metrics,
         })
@@ -122,15 +130,12 @@ impl L1 {
         if pending.get(&key).is_some_and(|p| !Arc::ptr_eq(p, &slot)) {
             pending.remove(&key);
         }
-        drop(pending);
-        self.metrics.bytes.set(self.map.weight() as i64);
     }
 
     /// Removes `key` from L1 and the demotion buffer. Call with the key's lock held.
     pub(crate) fn remove(&self, key: &CacheKey) {
         self.map.remove(key);
         lock(&self.pending).remove(key);
-        self.metrics.bytes.set(self.map.weight() as i64);
     }
 
     /// Takes `key`'s entry out of the demotion buffer. Call with the key's lock held.
@@ -155,9 +160,5 @@ impl L1 {
     /// Whether L1 proper (not the buffer) holds `key`.
     pub(crate) fn holds(&self, key: &CacheKey) -> bool {
         self.map.contains_key(key)
-    }
-
-    pub(crate) fn update_bytes_gauge(&self) {
-        self.metrics.bytes.set(self.map.weight() as i64);
     }
 }

@@ -6,6 +6,7 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::family::Family;
@@ -93,6 +94,54 @@ impl EncodeMetric for StripedCounter {
     }
 }
 
+type Source = Box<dyn Fn() -> i64 + Send + Sync>;
+
+/// A byte gauge that is either set by the tier (L2 knows its live bytes) or computed when scraped
+/// (L1 asks quick_cache, whose total weight costs a read lock per shard: too much per insert).
+#[derive(Clone, Default)]
+pub(crate) struct BytesGauge {
+    value: Gauge,
+    source: Arc<OnceLock<Source>>,
+}
+
+impl fmt::Debug for BytesGauge {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("BytesGauge").field(&self.get()).finish()
+    }
+}
+
+impl BytesGauge {
+    pub(crate) fn set(&self, v: i64) {
+        self.value.set(v);
+    }
+
+    /// Computes the value with `source` at every scrape from now on.
+    pub(crate) fn compute_with(&self, source: impl Fn() -> i64 + Send + Sync + 'static) {
+        let _ = self.source.set(Box::new(source));
+    }
+
+    pub(crate) fn get(&self) -> i64 {
+        match self.source.get() {
+            Some(source) => source(),
+            None => self.value.get(),
+        }
+    }
+}
+
+impl TypedMetric for BytesGauge {
+    const TYPE: MetricType = MetricType::Gauge;
+}
+
+impl EncodeMetric for BytesGauge {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), fmt::Error> {
+        encoder.encode_gauge(&self.get())
+    }
+
+    fn metric_type(&self) -> MetricType {
+        Self::TYPE
+    }
+}
+
 /// The counters and gauges of one tier. Cheap to clone (the families are `Arc`s inside).
 #[derive(Clone, Debug)]
 pub(crate) struct TierMetrics {
@@ -101,7 +150,7 @@ pub(crate) struct TierMetrics {
     pub(crate) evictions: std::sync::Arc<StripedCounter>,
     pub(crate) inserts: std::sync::Arc<StripedCounter>,
     pub(crate) corrupt: std::sync::Arc<StripedCounter>,
-    pub(crate) bytes: Gauge,
+    pub(crate) bytes: BytesGauge,
 }
 
 /// All metrics of one cache.
@@ -157,7 +206,7 @@ impl Metrics {
             "corrupt",
             "Entries that failed checksum or header validation and were dropped",
         );
-        let bytes = Family::<TierLabel, Gauge>::default();
+        let bytes = Family::<TierLabel, BytesGauge>::default();
         registry.register(
             "bytes",
             "Bytes held by this tier (payload plus per-entry overhead; L3 is not measured)",
@@ -193,6 +242,7 @@ mod tests {
         m.l1.hits.inc_by(3);
         m.l2.misses.inc();
         m.l2.bytes.set(4096);
+        m.l1.bytes.compute_with(|| 77);
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &registry).expect("encodes");
         assert!(
@@ -201,6 +251,10 @@ mod tests {
         );
         assert!(
             out.contains("couchestor_cache_misses_total{tier=\"l2\"} 1"),
+            "{out}"
+        );
+        assert!(
+            out.contains("couchestor_cache_bytes{tier=\"l1\"} 77"),
             "{out}"
         );
         assert!(
