@@ -15,6 +15,7 @@
 //! newer value (see `Cache::demote`).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use quick_cache::sync::Cache as QuickCache;
@@ -34,10 +35,51 @@ impl Weighter<CacheKey, Arc<Slot>> for SlotWeighter {
     }
 }
 
-type Pending = Arc<Mutex<HashMap<CacheKey, Arc<Slot>>>>;
+/// The demotion buffer, with a lock-free "is it empty" hint so that inserts need not take the
+/// mutex in the common case where demotion keeps up.
+#[derive(Debug, Default)]
+struct Buffer {
+    map: Mutex<HashMap<CacheKey, Arc<Slot>>>,
+    /// `map.len()`, written under the mutex. An eviction that matters to an insert happened
+    /// under the same quick_cache shard lock before it, so the insert sees its update.
+    len: AtomicUsize,
+}
 
-fn lock(p: &Pending) -> MutexGuard<'_, HashMap<CacheKey, Arc<Slot>>> {
-    p.lock().unwrap_or_else(|e| e.into_inner())
+type Pending = Arc<Buffer>;
+
+struct Guard<'a> {
+    map: MutexGuard<'a, HashMap<CacheKey, Arc<Slot>>>,
+    len: &'a AtomicUsize,
+}
+
+impl std::ops::Deref for Guard<'_> {
+    type Target = HashMap<CacheKey, Arc<Slot>>;
+    fn deref(&self) -> &Self::Target {
+        &self.map
+    }
+}
+
+impl std::ops::DerefMut for Guard<'_> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.map
+    }
+}
+
+impl Drop for Guard<'_> {
+    fn drop(&mut self) {
+        self.len.store(self.map.len(), Ordering::Release);
+    }
+}
+
+fn lock(p: &Pending) -> Guard<'_> {
+    Guard {
+        map: p.map.lock().unwrap_or_else(|e| e.into_inner()),
+        len: &p.len,
+    }
+}
+
+fn is_empty(p: &Pending) -> bool {
+    p.len.load(Ordering::Acquire) == 0
 }
 
 #[derive(Clone, Debug)]
@@ -65,6 +107,8 @@ type Map = QuickCache<CacheKey, Arc<Slot>, SlotWeighter, DefaultHashBuilder, Dem
 #[derive(Debug)]
 pub(crate) struct L1 {
     map: Arc<Map>,
+    /// Whether evictions are buffered for demotion (there is an L2).
+    buffered: bool,
     pending: Pending,
     metrics: TierMetrics,
 }
@@ -104,6 +148,7 @@ impl L1 {
             .compute_with(move || weak.upgrade().map_or(0, |m| m.weight() as i64));
         Ok(Self {
             map,
+            buffered: buffer_evictions,
             pending,
             metrics,
         })
@@ -116,14 +161,22 @@ impl L1 {
     }
 
     pub(crate) fn contains(&self, key: &CacheKey) -> bool {
-        self.map.contains_key(key) || lock(&self.pending).contains_key(key)
+        self.map.contains_key(key)
+            || (!is_empty(&self.pending) && lock(&self.pending).contains_key(key))
     }
 
     /// Inserts `slot` and clears any older demotion-buffer entry of the key. Call with the key's
     /// lock held. Evictions caused by the insert land in the buffer.
     pub(crate) fn insert(&self, key: CacheKey, slot: Arc<Slot>) {
         self.metrics.inserts.inc();
+        if !self.buffered {
+            self.map.insert(key, slot);
+            return;
+        }
         self.map.insert(key.clone(), slot.clone());
+        if is_empty(&self.pending) {
+            return;
+        }
         // Drop a buffered older version; keep the new slot if it was evicted at once (larger
         // than a shard), so that it is demoted to L2 instead of lost.
         let mut pending = lock(&self.pending);
@@ -140,12 +193,15 @@ impl L1 {
 
     /// Takes `key`'s entry out of the demotion buffer. Call with the key's lock held.
     pub(crate) fn take_pending(&self, key: &CacheKey) -> Option<Arc<Slot>> {
+        if is_empty(&self.pending) {
+            return None;
+        }
         lock(&self.pending).remove(key)
     }
 
     /// Whether any entry waits for demotion.
     pub(crate) fn has_pending(&self) -> bool {
-        !lock(&self.pending).is_empty()
+        !is_empty(&self.pending)
     }
 
     /// Keys waiting for demotion (a snapshot).
