@@ -12,7 +12,7 @@
 //! "demotion buffer") at that instant, so an evicted entry is never invisible: until the cache
 //! writes it to L2 it is served from `pending`. Every `put`, `remove` and promotion of a key
 //! clears its `pending` entry under the key's lock, so a stale entry can never be demoted over a
-//! newer value (see `Cache::demote`).
+//! newer value (see `Inner::demote_pending` in `cache.rs`).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -101,9 +101,9 @@ impl Lifecycle<CacheKey, Arc<Slot>> for DemoteOnEvict {
     }
 }
 
-/// The RAM tier plus its demotion buffer.
 type Map = QuickCache<CacheKey, Arc<Slot>, SlotWeighter, DefaultHashBuilder, DemoteOnEvict>;
 
+/// The RAM tier plus its demotion buffer.
 #[derive(Debug)]
 pub(crate) struct L1 {
     map: Arc<Map>,
