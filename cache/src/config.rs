@@ -102,10 +102,14 @@ impl CacheConfig {
     }
 }
 
-/// Builds a [`Cache`]. Every setter names its default.
+/// Builds a [`Cache`]. Every setter names its default. The L2 setters may be called in any
+/// order; they take effect when [`CacheBuilder::l2_dir`] enables L2.
 #[derive(Debug)]
 pub struct CacheBuilder<B = DirectoryStore> {
     config: CacheConfig,
+    /// L2 settings, used if L2 is enabled (`config.l2` holds the result at `open`).
+    l2: L2Config,
+    l2_enabled: bool,
     backend: Option<B>,
 }
 
@@ -118,18 +122,19 @@ impl Default for CacheBuilder<DirectoryStore> {
 impl CacheBuilder<DirectoryStore> {
     /// A builder with every default: 64 MiB L1, no L2, no L3.
     pub fn new() -> Self {
-        Self {
-            config: CacheConfig::default(),
-            backend: None,
-        }
+        Self::from_config(CacheConfig::default())
     }
 }
 
 impl<B: Backend> CacheBuilder<B> {
     /// Starts from a complete configuration.
     pub fn from_config(config: CacheConfig) -> Self {
+        let l2_enabled = config.l2.is_some();
+        let l2 = config.l2.clone().unwrap_or_else(|| L2Config::new(""));
         Self {
             config,
+            l2,
+            l2_enabled,
             backend: None,
         }
     }
@@ -146,41 +151,34 @@ impl<B: Backend> CacheBuilder<B> {
         self
     }
 
-    /// Enables L2 in `dir` with its defaults (see [`L2Config::new`]). Default: no L2.
+    /// Enables L2, keeping its data file in `dir` (created if missing). Default: no L2.
     pub fn l2_dir(mut self, dir: impl Into<PathBuf>) -> Self {
-        self.config.l2 = Some(L2Config::new(dir));
+        self.l2.dir = dir.into();
+        self.l2_enabled = true;
         self
     }
 
-    /// L2 file size in bytes. Default: 1 GiB. Needs [`CacheBuilder::l2_dir`] first.
+    /// L2 file size in bytes. Default: 1 GiB.
     pub fn l2_capacity(mut self, bytes: u64) -> Self {
-        if let Some(l2) = &mut self.config.l2 {
-            l2.capacity_bytes = bytes;
-        }
+        self.l2.capacity_bytes = bytes;
         self
     }
 
     /// L2 region size (eviction unit, largest entry). Default: 16 MiB, a multiple of 4096.
     pub fn l2_region_size(mut self, bytes: u64) -> Self {
-        if let Some(l2) = &mut self.config.l2 {
-            l2.region_bytes = bytes;
-        }
+        self.l2.region_bytes = bytes;
         self
     }
 
     /// L2 compression. Default: [`Compression::Lz4`] with the ratio guard.
     pub fn l2_compression(mut self, compression: Compression) -> Self {
-        if let Some(l2) = &mut self.config.l2 {
-            l2.compression = compression;
-        }
+        self.l2.compression = compression;
         self
     }
 
     /// L2 write acknowledgement. Default: [`Durability::Sync`].
     pub fn l2_durability(mut self, durability: Durability) -> Self {
-        if let Some(l2) = &mut self.config.l2 {
-            l2.durability = durability;
-        }
+        self.l2.durability = durability;
         self
     }
 
@@ -195,17 +193,54 @@ impl<B: Backend> CacheBuilder<B> {
     pub fn backend<B2: Backend>(self, backend: B2) -> CacheBuilder<B2> {
         CacheBuilder {
             config: self.config,
+            l2: self.l2,
+            l2_enabled: self.l2_enabled,
             backend: Some(backend),
         }
     }
 
-    /// The configuration so far.
-    pub fn config(&self) -> &CacheConfig {
-        &self.config
+    /// The configuration the builder would open.
+    pub fn config(&self) -> CacheConfig {
+        let mut config = self.config.clone();
+        config.l2 = self.l2_enabled.then(|| self.l2.clone());
+        config
     }
 
     /// Opens the cache, recovering L2 from disk, and registers its metrics into `registry`.
     pub async fn open(self, registry: &mut Registry) -> Result<Cache<B>, Error> {
-        Cache::open(self.config, self.backend, registry).await
+        let config = self.config();
+        Cache::open(config, self.backend, registry).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn l2_setters_apply_whatever_their_order_relative_to_l2_dir() {
+        let config = CacheBuilder::new()
+            .l2_capacity(8 << 20)
+            .l2_durability(Durability::Buffered)
+            .l2_dir("/x")
+            .l2_region_size(1 << 20)
+            .config();
+        let l2 = config.l2.expect("enabled by l2_dir");
+        assert_eq!(l2.dir, PathBuf::from("/x"));
+        assert_eq!(
+            (l2.capacity_bytes, l2.region_bytes, l2.durability),
+            (8 << 20, 1 << 20, Durability::Buffered)
+        );
+        assert!(CacheBuilder::new().l2_capacity(1).config().l2.is_none());
+    }
+
+    #[test]
+    fn an_l2_smaller_than_two_regions_is_rejected() {
+        let config = CacheBuilder::new()
+            .l2_dir("/x")
+            .l2_capacity(16 << 20)
+            .l2_region_size(16 << 20)
+            .config();
+        assert!(matches!(config.validate(), Err(Error::InvalidConfig(_))));
     }
 }

@@ -277,7 +277,7 @@ async fn writer(
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(500))]
+    #![proptest_config(ProptestConfig::with_cases(300))]
 
     /// Two writers on two worker threads, each on its own keys (so each key's model is exact),
     /// share the tiny tiers: one writer's inserts evict and demote the other's entries while it
