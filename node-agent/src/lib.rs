@@ -5,10 +5,31 @@
 //! - [`shard`]: the on-disk format of one shard (a checksummed 4 KiB header + payload).
 //! - [`store`]: the durable shard store on local disk directories, indexed in redb, with
 //!   crash recovery from the shard headers.
+//! - [`rpc`]: the gRPC API (`couchestor.agent.v1.NodeAgent`): server over the store and a
+//!   typed client; [`tls`]: mutual TLS; [`certs`]: a CA and certificates for tests and the lab.
+//! - [`run`]: the `couchestor-node-agent` process (`serve`, `certs`).
 //!
-//! Still to come (issue 4): gRPC between agents, destage/rebuild/scrub/rehydrate, the NBD
+//! Still to come (issue 4): work orders (destage/rebuild/scrub/rehydrate) over gRPC, the NBD
 //! export and the local lab. See `README.md`.
 
+mod agent;
+pub mod certs;
 pub mod codec;
+pub mod config;
+pub mod rpc;
 pub mod shard;
 pub mod store;
+pub mod tls;
+
+pub use config::Config;
+
+/// Runs the command in `config` until it is done or `shutdown` completes.
+pub async fn run(
+    config: Config,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    match &config.command {
+        config::Command::Serve(serve) => agent::serve(serve, shutdown).await,
+        config::Command::Certs(certs) => agent::write_certs(certs),
+    }
+}

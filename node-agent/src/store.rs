@@ -30,9 +30,9 @@ use redb::{Database, ReadableDatabase, ReadableTable};
 
 use crate::shard::{self, BLOCK_BYTES, ShardHeader};
 use file::AlignedBuf;
-use index::{DIRTY, IndexEntry, SHARDS, STATE, VOLUMES, VolumeMeta};
+use index::{DIRTY, SHARDS, STATE, VOLUMES, VolumeMeta};
 
-pub use index::{ShardState, VolumeLayout};
+pub use index::{IndexEntry, ShardState, VolumeLayout};
 pub use recovery::{RecoveryReport, ShardId};
 
 /// Directory created under each configured disk path.
@@ -514,6 +514,34 @@ impl ShardStore {
             }
         }
         Ok(bad)
+    }
+
+    /// Index entries of one column of a volume, by stripe (for `Stat` and scrub).
+    pub fn column_entries(
+        &self,
+        volume: &str,
+        column: u32,
+    ) -> Result<Vec<(u64, IndexEntry)>, Error> {
+        Ok(recovery::entries_of(self, volume)?
+            .into_iter()
+            .filter(|(id, _)| id.column == column)
+            .map(|(id, e)| (id.stripe, e))
+            .collect())
+    }
+
+    /// Gives a column of a volume a disk and creates its (empty) file now rather than on the
+    /// first `put`, so the volume records which columns this node holds.
+    pub fn assign_column(&self, volume: &str, column: u32) -> Result<(), Error> {
+        let layout = self.meta(volume)?.layout;
+        let columns = u32::from(layout.data_shards) + u32::from(layout.parity_shards);
+        if column >= columns {
+            return Err(Error::ColumnOutOfRange {
+                volume: volume.to_owned(),
+                column,
+                columns,
+            });
+        }
+        self.column_disk(volume, column).map(|_| ())
     }
 
     /// Shards of a volume that must be rebuilt from the other columns.

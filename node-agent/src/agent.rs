@@ -1,0 +1,91 @@
+//! The agent process: open the store, serve the API over mTLS, stop on shutdown.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
+
+use crate::config::{CertsConfig, ServeConfig};
+use crate::rpc::{AgentIdentity, AgentService};
+use crate::store::{ShardStore, StoreConfig};
+use crate::{certs, tls};
+
+/// Serves until `shutdown` completes, then lets in-flight calls finish and closes the store.
+pub async fn serve(
+    config: &ServeConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    tls::install_crypto_provider();
+    let material = tls::TlsMaterial::read(&config.tls_files())?;
+    let store_config = StoreConfig {
+        index_path: config.index.clone(),
+        disks: config.disks.clone(),
+        direct_io: !config.no_direct_io,
+    };
+    let store = tokio::task::spawn_blocking(move || ShardStore::open(&store_config))
+        .await
+        .context("shard store open task")?
+        .context("open the shard store")?;
+    let report = store.recovery_report();
+    tracing::info!(
+        unclean_shutdown = report.unclean_shutdown,
+        slots_checked = report.slots_checked,
+        discarded = report.discarded_unindexed.len(),
+        marked_for_repair = report.marked_for_repair.len(),
+        "shard store open"
+    );
+    let store = Arc::new(store);
+    let service = AgentService::new(
+        Arc::clone(&store),
+        AgentIdentity {
+            agent_id: config.agent_id.clone(),
+            node_name: config.node_name.clone(),
+        },
+    );
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("listen on {}", config.listen))?;
+    let local = listener.local_addr().context("listening address")?;
+    tracing::info!(addr = %local, agent_id = config.agent_id, "serving the node-agent API (mTLS)");
+    Server::builder()
+        .tls_config(material.server_config())
+        .context("TLS configuration (certificate, key, CA)")?
+        .add_service(service.into_server())
+        .serve_with_incoming_shutdown(TcpIncoming::from(listener), shutdown)
+        .await
+        .context("gRPC server")?;
+    tracing::info!("shut down");
+    // Streams still reading hold clones of the store; its Drop marks it clean once the last
+    // one ends.
+    drop(store);
+    Ok(())
+}
+
+/// `certs`: a CA, one certificate per host (server + client) and one client certificate.
+pub fn write_certs(config: &CertsConfig) -> anyhow::Result<()> {
+    let ca = certs::Authority::generate("couchestor-node-agent-ca").context("generate the CA")?;
+    std::fs::create_dir_all(&config.out_dir)
+        .with_context(|| format!("create {}", config.out_dir.display()))?;
+    let ca_path = config.out_dir.join("ca.pem");
+    std::fs::write(&ca_path, &ca.cert_pem)
+        .with_context(|| format!("write {}", ca_path.display()))?;
+    for host in &config.hosts {
+        let issued = ca
+            .issue_agent(host, std::slice::from_ref(host))
+            .with_context(|| format!("issue a certificate for {host}"))?;
+        let dir = certs::host_dir(&config.out_dir, host);
+        certs::write_files(&dir, &issued, &ca.cert_pem)
+            .with_context(|| format!("write {}", dir.display()))?;
+    }
+    let client = ca
+        .issue_client("couchestor-client")
+        .context("issue the client certificate")?;
+    let dir = config.out_dir.join("client");
+    certs::write_files(&dir, &client, &ca.cert_pem)
+        .with_context(|| format!("write {}", dir.display()))?;
+    // The CA key is not kept: re-run to add hosts (a lab CA, not a cluster CA).
+    println!("{}", config.out_dir.display());
+    Ok(())
+}
