@@ -20,8 +20,8 @@
 //! ```
 //!
 //! # Tier semantics
-//! - `put` writes through to L3 first (durably, when there is an L3), drops any L2 copy, then
-//!   inserts into L1. The cache never holds a value L3 does not have.
+//! - `put` drops the L1 and L2 copies (L2 by a durable tombstone), writes through to L3 (durably,
+//!   when there is an L3), then inserts into L1. The cache never holds a value L3 does not have.
 //! - `get` looks in L1, then L2, then L3. An L2 hit is promoted into L1; an L3 hit into L2 (see
 //!   [`CacheBuilder::admit_l3_hits_to_l2`]) and L1. It returns exactly the bytes last put, or
 //!   `None` — with an L3, `None` only for keys never put or removed.
