@@ -100,9 +100,9 @@ impl<B: Backend> Cache<B> {
         })
     }
 
-    /// Stores `entry` under `key`: writes it through to L3 (if there is one, durably, before
-    /// returning), drops any L2 copy, and puts it in L1. On error nothing visible changed except
-    /// that a cached copy may have been dropped.
+    /// Stores `entry` under `key`: drops the L1 and L2 copies, writes it through to L3 (if there
+    /// is one, durably, before returning), and puts it in L1. On error nothing visible changed
+    /// except that cached copies may have been dropped.
     pub async fn put(&self, key: CacheKey, entry: CacheEntry) -> Result<(), Error> {
         key.validate()?;
         // Fast path, no task hop: without L3, and when L2 has no copy to drop, the whole update
