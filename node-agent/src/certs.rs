@@ -69,11 +69,7 @@ impl Authority {
 
     /// A client-only certificate (the operator, a CLI).
     pub fn issue_client(&self, common_name: &str) -> Result<Issued, rcgen::Error> {
-        self.issue(
-            common_name,
-            &[],
-            vec![ExtendedKeyUsagePurpose::ClientAuth],
-        )
+        self.issue(common_name, &[], vec![ExtendedKeyUsagePurpose::ClientAuth])
     }
 
     fn issue(

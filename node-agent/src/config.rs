@@ -45,7 +45,12 @@ pub struct ServeConfig {
     #[arg(long, env = "COUCHESTOR_AGENT_ID")]
     pub agent_id: String,
     /// Directory on one disk holding shard files; repeat for several disks.
-    #[arg(long = "disk", env = "COUCHESTOR_AGENT_DISKS", value_delimiter = ',', required = true)]
+    #[arg(
+        long = "disk",
+        env = "COUCHESTOR_AGENT_DISKS",
+        value_delimiter = ',',
+        required = true
+    )]
     pub disks: Vec<PathBuf>,
     /// The redb index file (on the node's most reliable device).
     #[arg(long, env = "COUCHESTOR_AGENT_INDEX")]
@@ -81,6 +86,11 @@ pub struct CertsConfig {
     #[arg(long, env = "COUCHESTOR_CERTS_OUT_DIR")]
     pub out_dir: PathBuf,
     /// An agent address (IP or DNS name) to issue a server+client certificate for; repeat.
-    #[arg(long = "host", env = "COUCHESTOR_CERTS_HOSTS", value_delimiter = ',', required = true)]
+    #[arg(
+        long = "host",
+        env = "COUCHESTOR_CERTS_HOSTS",
+        value_delimiter = ',',
+        required = true
+    )]
     pub hosts: Vec<String>,
 }

@@ -109,7 +109,12 @@ impl AgentClient {
 
     /// Streams `(stripe, bytes)` shards of one column, each split into ≤ [`CHUNK_BYTES`]
     /// chunks; returns when the agent has written all of them durably.
-    pub async fn put_shards<S>(&self, volume: &str, column: u32, shards: S) -> Result<PutAck, Status>
+    pub async fn put_shards<S>(
+        &self,
+        volume: &str,
+        column: u32,
+        shards: S,
+    ) -> Result<PutAck, Status>
     where
         S: Stream<Item = (u64, Vec<u8>)> + Send + 'static,
     {

@@ -48,9 +48,11 @@ impl AgentService {
     /// The volume's record, NOT_FOUND when unknown.
     async fn volume(&self, volume: &str) -> Result<VolumeInfo, Status> {
         let id = volume.to_owned();
-        self.blocking(move |s| s.volume(&id))
-            .await?
-            .ok_or_else(|| Status::from(store::Error::UnknownVolume { volume: volume.into() }))
+        self.blocking(move |s| s.volume(&id)).await?.ok_or_else(|| {
+            Status::from(store::Error::UnknownVolume {
+                volume: volume.into(),
+            })
+        })
     }
 }
 
@@ -202,9 +204,12 @@ impl NodeAgent for AgentService {
                 r.stripe_count
             )));
         }
-        let last = r.first_stripe.checked_add(r.stripe_count - 1).ok_or_else(|| {
-            Status::invalid_argument("first_stripe + stripe_count overflows".to_owned())
-        })?;
+        let last = r
+            .first_stripe
+            .checked_add(r.stripe_count - 1)
+            .ok_or_else(|| {
+                Status::invalid_argument("first_stripe + stripe_count overflows".to_owned())
+            })?;
         let info = self.volume(&r.volume_id).await?;
         check_held(&r.volume_id, &info, r.column)?;
         // A small buffer: the reader runs at most a few shards ahead of the network.
@@ -215,9 +220,11 @@ impl NodeAgent for AgentService {
                 let id = r.volume_id.clone();
                 let read = blocking(&store, move |s| match s.get(&id, r.column, stripe) {
                     Ok(data) => Ok(Ok(data)),
-                    Err(e @ (store::Error::NotFound { .. }
-                    | store::Error::NeedsRepair { .. }
-                    | store::Error::Corrupt { .. })) => Ok(Err(e)),
+                    Err(
+                        e @ (store::Error::NotFound { .. }
+                        | store::Error::NeedsRepair { .. }
+                        | store::Error::Corrupt { .. }),
+                    ) => Ok(Err(e)),
                     Err(e) => Err(e),
                 })
                 .await;
