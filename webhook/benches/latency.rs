@@ -21,7 +21,10 @@ use hyper_util::rt::TokioIo;
 use tokio_rustls::{TlsConnector, rustls};
 
 fn env_or(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
@@ -32,19 +35,32 @@ async fn connect(port: u16, ca_pem: &str) -> Sender {
     for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
         roots.add(cert.expect("CA PEM")).expect("CA");
     }
-    let config = rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth();
-    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
+    let config = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
     tcp.set_nodelay(true).expect("nodelay");
     let tls = TlsConnector::from(Arc::new(config))
         .connect(ServerName::try_from("localhost").expect("name"), tcp)
         .await
         .expect("TLS");
-    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await.expect("HTTP/1.1");
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .expect("HTTP/1.1");
     tokio::spawn(conn);
     sender
 }
 
-async fn run(label: &str, method: hyper::Method, path: &'static str, body: Bytes, port: u16, ca: &str) -> (f64, f64, f64) {
+async fn run(
+    label: &str,
+    method: hyper::Method,
+    path: &'static str,
+    body: Bytes,
+    port: u16,
+    ca: &str,
+) -> (f64, f64, f64) {
     let rate = env_or("RATE", 500);
     let seconds = env_or("SECONDS", 10);
     let connections = env_or("CONNECTIONS", 8) as usize;
@@ -87,7 +103,9 @@ async fn run(label: &str, method: hyper::Method, path: &'static str, body: Bytes
     latencies.sort();
     let pct = |p: f64| latencies[((latencies.len() as f64 - 1.0) * p) as usize].as_secs_f64() * 1e3;
     let (p50, p99, max) = (pct(0.50), pct(0.99), pct(1.0));
-    println!("{label:<34} {total:>6} requests at {rate}/s: p50 {p50:.3} ms  p99 {p99:.3} ms  max {max:.3} ms");
+    println!(
+        "{label:<34} {total:>6} requests at {rate}/s: p50 {p50:.3} ms  p99 {p99:.3} ms  max {max:.3} ms"
+    );
     (p50, p99, max)
 }
 
@@ -102,9 +120,18 @@ async fn main() {
     let serving = ca.issue(&["localhost".to_owned()]).expect("cert");
     std::fs::write(dir.path().join("tls.crt"), &serving.cert_pem).expect("cert");
     std::fs::write(dir.path().join("tls.key"), &serving.key_pem).expect("key");
-    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr").port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("port")
+        .local_addr()
+        .expect("addr")
+        .port();
     let mut server = std::process::Command::new(env!("CARGO_BIN_EXE_couchestor-webhook"))
-        .args(["serve", "--no-watch", "--listen", &format!("127.0.0.1:{port}")])
+        .args([
+            "serve",
+            "--no-watch",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
         .arg("--tls-cert")
         .arg(dir.path().join("tls.crt"))
         .arg("--tls-key")
@@ -113,7 +140,10 @@ async fn main() {
         .spawn()
         .expect("start couchestor-webhook");
     let deadline = Instant::now() + Duration::from_secs(10);
-    while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
         assert!(Instant::now() < deadline, "webhook did not start");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -130,10 +160,32 @@ async fn main() {
         }
     });
     let body = Bytes::from(serde_json::to_vec(&review).expect("JSON"));
-    println!("webhook latency, server in a separate process, TLS 1.3, {} keep-alive connections", env_or("CONNECTIONS", 8));
-    let (_, base_p99, _) = run("baseline: GET /healthz", hyper::Method::GET, "/healthz", Bytes::new(), port, &ca.cert_pem).await;
-    let (_, p99, _) = run("POST /validate StoragePolicy", hyper::Method::POST, "/validate", body, port, &ca.cert_pem).await;
-    println!("p99 ratio /validate : /healthz = {:.2}", p99 / base_p99.max(1e-9));
+    println!(
+        "webhook latency, server in a separate process, TLS 1.3, {} keep-alive connections",
+        env_or("CONNECTIONS", 8)
+    );
+    let (_, base_p99, _) = run(
+        "baseline: GET /healthz",
+        hyper::Method::GET,
+        "/healthz",
+        Bytes::new(),
+        port,
+        &ca.cert_pem,
+    )
+    .await;
+    let (_, p99, _) = run(
+        "POST /validate StoragePolicy",
+        hyper::Method::POST,
+        "/validate",
+        body,
+        port,
+        &ca.cert_pem,
+    )
+    .await;
+    println!(
+        "p99 ratio /validate : /healthz = {:.2}",
+        p99 / base_p99.max(1e-9)
+    );
     server.kill().ok();
     server.wait().ok();
 }

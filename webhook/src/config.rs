@@ -79,6 +79,30 @@ pub struct BootstrapConfig {
     /// Directory to write ca.crt, tls.crt and tls.key into.
     #[arg(long, env = "COUCHESTOR_OUT_DIR")]
     pub out_dir: PathBuf,
+    /// Also install them in the cluster: apply the Secret and patch caBundle.
+    #[arg(long, env = "COUCHESTOR_APPLY")]
+    pub apply: bool,
+    /// Secret the webhook Deployment mounts.
+    #[arg(
+        long,
+        env = "COUCHESTOR_SECRET",
+        default_value = "couchestor-webhook-tls"
+    )]
+    pub secret: String,
+    /// ValidatingWebhookConfiguration to patch.
+    #[arg(
+        long,
+        env = "COUCHESTOR_VALIDATING_WEBHOOK",
+        default_value = "couchestor-validating"
+    )]
+    pub validating_webhook: String,
+    /// MutatingWebhookConfiguration to patch.
+    #[arg(
+        long,
+        env = "COUCHESTOR_MUTATING_WEBHOOK",
+        default_value = "couchestor-mutating"
+    )]
+    pub mutating_webhook: String,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {

@@ -9,12 +9,14 @@
 //! - [`admit`]: the decisions, pure functions of a request and an [`index::Snapshot`];
 //! - [`index`]: the watched view of other objects;
 //! - [`server`]: axum over rustls, body limit, timeout, `/healthz`, `/readyz`;
-//! - [`certs`]: a self-signed CA for clusters without cert-manager.
+//! - [`certs`]: a self-signed CA for clusters without cert-manager;
+//! - [`install`]: puts that certificate into a cluster (Secret + `caBundle`).
 
 pub mod admit;
 pub mod certs;
 pub mod config;
 pub mod index;
+pub mod install;
 pub mod review;
 pub mod server;
 
@@ -65,8 +67,9 @@ pub async fn run(
     server::serve(listener, files, index, options, shutdown).await
 }
 
-/// Writes a CA and a serving certificate for the webhook Service into `out_dir`.
-pub fn bootstrap_certs(config: &BootstrapConfig) -> anyhow::Result<()> {
+/// Writes a CA and a serving certificate for the webhook Service into `out_dir`, and
+/// with `--apply` also installs them in the cluster (Secret + `caBundle`).
+pub async fn bootstrap_certs(config: &BootstrapConfig) -> anyhow::Result<()> {
     let ca = certs::Authority::generate("couchestor-webhook-ca").context("generating the CA")?;
     let serving = ca
         .issue(&certs::service_dns_names(
@@ -83,6 +86,20 @@ pub fn bootstrap_certs(config: &BootstrapConfig) -> anyhow::Result<()> {
     ] {
         let path = config.out_dir.join(name);
         std::fs::write(&path, pem).with_context(|| format!("writing {}", path.display()))?;
+    }
+    if config.apply {
+        server::install_crypto_provider();
+        let client = kube::Client::try_default()
+            .await
+            .context("connecting to the Kubernetes API")?;
+        let target = install::Target {
+            namespace: config.namespace.clone(),
+            secret: config.secret.clone(),
+            validating: config.validating_webhook.clone(),
+            mutating: config.mutating_webhook.clone(),
+        };
+        install::install(client, &target, &ca, &serving).await?;
+        tracing::info!(secret = %config.secret, "serving Secret applied and caBundle patched");
     }
     Ok(())
 }

@@ -13,7 +13,7 @@ async fn main() -> anyhow::Result<()> {
     }
     match cli.command {
         Command::Serve(config) => couchestor_webhook::run(config, shutdown_signal()).await,
-        Command::BootstrapCerts(config) => couchestor_webhook::bootstrap_certs(&config),
+        Command::BootstrapCerts(config) => couchestor_webhook::bootstrap_certs(&config).await,
     }
 }
 
