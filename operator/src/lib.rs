@@ -1,4 +1,12 @@
-//! The operator: StoragePolicy and VolumeMigration controllers on Mayastor 2.x, Prometheus client, leader election, /healthz /readyz /metrics.
+//! # couchestor-operator
 //!
-//! This crate is a placeholder in the workspace; issue #3 builds it. It holds no code
-//! yet, so nothing can mistake it for a working component.
+//! The operator of CoucheStor (DESIGN §2, issue #3). Built so far:
+//!
+//! - [`prometheus`]: the Prometheus client — one batched instant query per policy per
+//!   cycle giving each volume's IOPS and how much history backs it; any failure makes
+//!   the loads *unknown*, never idle.
+//!
+//! The controllers, the Mayastor client and simulator, the migration executor, leader
+//! election and the admin server are not built yet.
+
+pub mod prometheus;
