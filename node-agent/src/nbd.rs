@@ -1,9 +1,11 @@
-//! A read-only NBD server (fixed newstyle handshake, simple replies) exporting archived
+//! A read-only NBD server (fixed newstyle handshake, simple or structured replies) exporting archived
 //! volumes by name, so that qemu, nbdcopy or the kernel client can read an archive while its
 //! columns are degraded. Behaviour and the tests behind it: `docs/nbd.md`.
 //!
-//! Handshake options: NBD_OPT_GO, NBD_OPT_INFO, NBD_OPT_LIST, NBD_OPT_ABORT and the old
-//! NBD_OPT_EXPORT_NAME; any other option is answered NBD_REP_ERR_UNSUP. Commands: READ,
+//! Handshake options: NBD_OPT_GO, NBD_OPT_INFO, NBD_OPT_LIST, NBD_OPT_ABORT, the old
+//! NBD_OPT_EXPORT_NAME and NBD_OPT_STRUCTURED_REPLY (reads answered with one OFFSET_DATA
+//! chunk, errors with an ERROR chunk carrying the message); any other option is answered
+//! NBD_REP_ERR_UNSUP. Commands: READ,
 //! FLUSH (nothing to flush), DISC; WRITE, TRIM and WRITE_ZEROES get EPERM. A stripe that cannot
 //! be reconstructed answers EIO for that request only; a request beyond the end gets EINVAL;
 //! a malformed request (bad magic, unknown command) closes the connection.
@@ -43,6 +45,14 @@ fn violation<T>(what: impl Into<String>) -> Result<T, SessionError> {
 struct Export {
     reader: Arc<ArchiveReader>,
     description: String,
+}
+
+/// The outcome of a successful handshake.
+struct Chosen {
+    name: String,
+    export: Export,
+    /// Structured replies were negotiated (NBD_OPT_STRUCTURED_REPLY).
+    structured: bool,
 }
 
 /// The exports of one node and the logic serving them to NBD clients.
@@ -147,9 +157,9 @@ impl NbdServer {
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         match self.handshake(&mut stream).await? {
-            Some((name, export)) => {
-                tracing::info!(export = %name, "client attached");
-                transmission::serve(stream, export.reader).await
+            Some(chosen) => {
+                tracing::info!(export = %chosen.name, structured = chosen.structured, "client attached");
+                transmission::serve(stream, chosen.export.reader, chosen.structured).await
             }
             None => Ok(()),
         }
@@ -157,7 +167,7 @@ impl NbdServer {
 
     /// Option haggling; returns the export chosen by NBD_OPT_GO / NBD_OPT_EXPORT_NAME, or
     /// `None` when the client aborted.
-    async fn handshake<S>(&self, s: &mut S) -> Result<Option<(String, Export)>, SessionError>
+    async fn handshake<S>(&self, s: &mut S) -> Result<Option<Chosen>, SessionError>
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
@@ -172,6 +182,7 @@ impl NbdServer {
             return violation(format!("unknown client flags {client_flags:#x}"));
         }
         let no_zeroes = client_flags & proto::FLAG_C_NO_ZEROES != 0;
+        let mut structured = false;
         loop {
             let magic = s.read_u64().await?;
             if magic != proto::OPTION_MAGIC {
@@ -199,15 +210,26 @@ impl NbdServer {
                         reply.extend_from_slice(&[0u8; 124]);
                     }
                     s.write_all(&reply).await?;
-                    return Ok(Some((name, export.clone())));
+                    return Ok(Some(Chosen {
+                        name,
+                        export: export.clone(),
+                        structured,
+                    }));
                 }
                 proto::OPT_ABORT => {
                     s.write_all(&proto::option_reply(option, proto::REP_ACK, &[]))
                         .await?;
                     return Ok(None);
                 }
-                proto::OPT_LIST if !data.is_empty() => {
-                    let msg = b"NBD_OPT_LIST takes no data";
+                proto::OPT_STRUCTURED_REPLY if data.is_empty() => {
+                    // Needed by qemu when the size is not a multiple of 512: with simple
+                    // replies it reads the tail request's whole (sector-rounded) buffer.
+                    structured = true;
+                    s.write_all(&proto::option_reply(option, proto::REP_ACK, &[]))
+                        .await?;
+                }
+                proto::OPT_LIST | proto::OPT_STRUCTURED_REPLY if !data.is_empty() => {
+                    let msg = b"this option takes no data";
                     s.write_all(&proto::option_reply(option, proto::REP_ERR_INVALID, msg))
                         .await?;
                 }
@@ -222,10 +244,14 @@ impl NbdServer {
                     s.write_all(&out).await?;
                 }
                 proto::OPT_INFO | proto::OPT_GO => {
-                    if let Some(chosen) = self.answer_info(s, option, &data).await? {
-                        if option == proto::OPT_GO {
-                            return Ok(Some(chosen));
-                        }
+                    if let Some((name, export)) = self.answer_info(s, option, &data).await?
+                        && option == proto::OPT_GO
+                    {
+                        return Ok(Some(Chosen {
+                            name,
+                            export,
+                            structured,
+                        }));
                     }
                 }
                 _ => {

@@ -35,12 +35,12 @@ impl StripeCache {
     pub(super) fn slot(&self, stripe: u64) -> Slot {
         // The deque is always consistent between statements, so a poisoned lock is usable.
         let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(i) = slots.iter().position(|(s, _)| *s == stripe) {
-            if let Some(entry) = slots.remove(i) {
-                let slot = Arc::clone(&entry.1);
-                slots.push_back(entry);
-                return slot;
-            }
+        if let Some(i) = slots.iter().position(|(s, _)| *s == stripe)
+            && let Some(entry) = slots.remove(i)
+        {
+            let slot = Arc::clone(&entry.1);
+            slots.push_back(entry);
+            return slot;
         }
         while slots.len() >= self.capacity {
             slots.pop_front();

@@ -10,6 +10,13 @@ pub const OPTION_MAGIC: u64 = 0x4948_4156_454f_5054;
 pub const REPLY_MAGIC: u64 = 0x0003_e889_0455_65a9;
 pub const REQUEST_MAGIC: u32 = 0x2560_9513;
 pub const SIMPLE_REPLY_MAGIC: u32 = 0x6744_6698;
+pub const STRUCTURED_REPLY_MAGIC: u32 = 0x668e_33ef;
+
+// Structured reply chunks.
+pub const REPLY_FLAG_DONE: u16 = 1 << 0;
+pub const REPLY_TYPE_NONE: u16 = 0;
+pub const REPLY_TYPE_OFFSET_DATA: u16 = 1;
+pub const REPLY_TYPE_ERROR: u16 = (1 << 15) | 1;
 
 // Handshake flags (server) and client flags.
 pub const FLAG_FIXED_NEWSTYLE: u16 = 1 << 0;
@@ -33,6 +40,7 @@ pub const OPT_ABORT: u32 = 2;
 pub const OPT_LIST: u32 = 3;
 pub const OPT_INFO: u32 = 6;
 pub const OPT_GO: u32 = 7;
+pub const OPT_STRUCTURED_REPLY: u32 = 8;
 
 // Option replies.
 pub const REP_ACK: u32 = 1;
@@ -87,6 +95,45 @@ pub fn simple_reply(error: u32, cookie: u64) -> [u8; 16] {
     out[..4].copy_from_slice(&SIMPLE_REPLY_MAGIC.to_be_bytes());
     out[4..8].copy_from_slice(&error.to_be_bytes());
     out[8..].copy_from_slice(&cookie.to_be_bytes());
+    out
+}
+
+/// The header of a structured reply chunk (20 bytes), followed by `length` payload bytes.
+pub fn chunk_header(flags: u16, kind: u16, cookie: u64, length: u32) -> [u8; 20] {
+    let mut out = [0u8; 20];
+    out[..4].copy_from_slice(&STRUCTURED_REPLY_MAGIC.to_be_bytes());
+    out[4..6].copy_from_slice(&flags.to_be_bytes());
+    out[6..8].copy_from_slice(&kind.to_be_bytes());
+    out[8..16].copy_from_slice(&cookie.to_be_bytes());
+    out[16..].copy_from_slice(&length.to_be_bytes());
+    out
+}
+
+/// The final reply to a request: a simple reply, or a structured NONE / ERROR chunk (the
+/// error chunk carries `message`, which clients such as qemu show to the user).
+pub fn final_reply(structured: bool, error: u32, cookie: u64, message: &str) -> Vec<u8> {
+    if !structured {
+        return simple_reply(error, cookie).to_vec();
+    }
+    if error == 0 {
+        return chunk_header(REPLY_FLAG_DONE, REPLY_TYPE_NONE, cookie, 0).to_vec();
+    }
+    // Messages are short; cut at a char boundary well under the u16 limit.
+    let mut end = message.len().min(4096);
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    let message = &message.as_bytes()[..end];
+    let mut out = chunk_header(
+        REPLY_FLAG_DONE,
+        REPLY_TYPE_ERROR,
+        cookie,
+        6 + message.len() as u32,
+    )
+    .to_vec();
+    out.extend_from_slice(&error.to_be_bytes());
+    out.extend_from_slice(&(message.len() as u16).to_be_bytes());
+    out.extend_from_slice(message);
     out
 }
 

@@ -15,21 +15,50 @@ use crate::archive::{ArchiveReader, Error as ArchiveError};
 /// Reads in flight per connection; more requests wait in the socket buffer.
 const MAX_IN_FLIGHT: usize = 16;
 
-type Writer<S> = Arc<Mutex<WriteHalf<S>>>;
-
-async fn reply<S: AsyncWrite>(w: &Writer<S>, error: u32, cookie: u64) -> std::io::Result<()> {
-    w.lock()
-        .await
-        .write_all(&proto::simple_reply(error, cookie))
-        .await
+/// Where replies go, and in which form.
+struct Replies<S> {
+    writer: Mutex<WriteHalf<S>>,
+    structured: bool,
 }
 
-pub(super) async fn serve<S>(stream: S, reader: Arc<ArchiveReader>) -> Result<(), SessionError>
+impl<S: AsyncWrite> Replies<S> {
+    async fn done(&self, error: u32, cookie: u64, message: &str) -> std::io::Result<()> {
+        let bytes = proto::final_reply(self.structured, error, cookie, message);
+        self.writer.lock().await.write_all(&bytes).await
+    }
+
+    /// A successful read: one simple reply, or one OFFSET_DATA chunk flagged DONE.
+    async fn data(&self, req: &Request, data: &[u8]) -> std::io::Result<()> {
+        let mut w = self.writer.lock().await;
+        if self.structured {
+            let header = proto::chunk_header(
+                proto::REPLY_FLAG_DONE,
+                proto::REPLY_TYPE_OFFSET_DATA,
+                req.cookie,
+                8 + data.len() as u32,
+            );
+            w.write_all(&header).await?;
+            w.write_all(&req.offset.to_be_bytes()).await?;
+        } else {
+            w.write_all(&proto::simple_reply(0, req.cookie)).await?;
+        }
+        w.write_all(data).await
+    }
+}
+
+pub(super) async fn serve<S>(
+    stream: S,
+    reader: Arc<ArchiveReader>,
+    structured: bool,
+) -> Result<(), SessionError>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let (mut rd, wr) = tokio::io::split(stream);
-    let wr: Writer<S> = Arc::new(Mutex::new(wr));
+    let wr = Arc::new(Replies {
+        writer: Mutex::new(wr),
+        structured,
+    });
     let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     let mut reads = JoinSet::new();
     let result = loop {
@@ -63,7 +92,8 @@ where
                     size,
                     "read outside the export"
                 );
-                reply(&wr, proto::EINVAL, req.cookie).await
+                wr.done(proto::EINVAL, req.cookie, "request outside the export")
+                    .await
             }
             proto::CMD_READ => {
                 // Waiting for a permit here stops reading requests: back-pressure to the client.
@@ -92,15 +122,17 @@ where
                     break Ok(());
                 }
                 tracing::debug!(offset = req.offset, "write refused: read-only export");
-                reply(&wr, proto::EPERM, req.cookie).await
+                wr.done(proto::EPERM, req.cookie, "read-only export").await
             }
-            proto::CMD_TRIM | proto::CMD_WRITE_ZEROES => reply(&wr, proto::EPERM, req.cookie).await,
+            proto::CMD_TRIM | proto::CMD_WRITE_ZEROES => {
+                wr.done(proto::EPERM, req.cookie, "read-only export").await
+            }
             // Nothing is ever written, so there is nothing to make durable.
-            proto::CMD_FLUSH => reply(&wr, 0, req.cookie).await,
+            proto::CMD_FLUSH => wr.done(0, req.cookie, "").await,
             proto::CMD_DISC => break Ok(()),
             // Known commands without payload whose extension was not negotiated.
             proto::CMD_CACHE | proto::CMD_BLOCK_STATUS => {
-                reply(&wr, proto::EINVAL, req.cookie).await
+                wr.done(proto::EINVAL, req.cookie, "not negotiated").await
             }
             other => {
                 // An unknown command might carry a payload of unknown length: the stream
@@ -114,20 +146,13 @@ where
     };
     // Answer every read already accepted before closing (NBD_CMD_DISC semantics).
     while reads.join_next().await.is_some() {}
-    let _ = wr.lock().await.shutdown().await;
+    let _ = wr.writer.lock().await.shutdown().await;
     result
 }
 
-async fn read<S: AsyncWrite>(reader: &ArchiveReader, wr: &Writer<S>, req: Request) {
-    let answer = reader.read(req.offset, u64::from(req.length)).await;
-    let written = match answer {
-        Ok(data) => {
-            let mut w = wr.lock().await;
-            match w.write_all(&proto::simple_reply(0, req.cookie)).await {
-                Ok(()) => w.write_all(&data).await,
-                Err(e) => Err(e),
-            }
-        }
+async fn read<S: AsyncWrite>(reader: &ArchiveReader, wr: &Replies<S>, req: Request) {
+    let written = match reader.read(req.offset, u64::from(req.length)).await {
+        Ok(data) => wr.data(&req, &data).await,
         Err(e) => {
             let errno = match e {
                 ArchiveError::OutOfRange { .. } => proto::EINVAL,
@@ -141,7 +166,7 @@ async fn read<S: AsyncWrite>(reader: &ArchiveReader, wr: &Writer<S>, req: Reques
                 error = %e,
                 "read failed, answering EIO"
             );
-            reply(wr, errno, req.cookie).await
+            wr.done(errno, req.cookie, &e.to_string()).await
         }
     };
     if let Err(e) = written {
