@@ -13,9 +13,11 @@
 //! export and the local lab. See `README.md`.
 
 mod agent;
+pub mod archive;
 pub mod certs;
 pub mod codec;
 pub mod config;
+pub mod nbd;
 pub mod rpc;
 pub mod shard;
 pub mod store;
