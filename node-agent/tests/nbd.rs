@@ -375,6 +375,28 @@ async fn with_three_columns_lost_qemu_img_fails_with_an_io_error_and_the_server_
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_unix_socket_export_is_read_back_exactly_by_nbdcopy() {
+    require("nbdcopy", "libnbd-bin");
+    let archive = Archive::new(1 << 20);
+    let socket = archive._dir.path().join("nbd.sock");
+    let mut server = NbdServer::new();
+    server.add_export(EXPORT, archive.reader());
+    let listener = tokio::net::UnixListener::bind(&socket).expect("bind unix socket");
+    let (_stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(Arc::new(server).serve_unix(listener, async move {
+        let _ = stopped.await;
+    }));
+    let uri = format!("nbd+unix:///{EXPORT}?socket={}", socket.display());
+    let out = archive._dir.path().join("unix.img");
+    let out_arg = out.display().to_string();
+    assert_success(
+        &run("nbdcopy", &[&uri, &out_arg]).await,
+        "nbdcopy over unix",
+    );
+    assert_same_bytes(&out, &archive.image);
+}
+
 // ---------------------------------------------------------------- raw protocol
 
 const INIT_MAGIC: u64 = 0x4e42_444d_4147_4943;
