@@ -74,34 +74,17 @@ pub fn check_ec_policy_update(
         .filter(|p| *p == name)
         .count();
     if using > 0 {
-        let changed = [
-            (
-                "spec.dataShards",
-                old.data_shards != new.data_shards,
-                old.data_shards.to_string(),
-                new.data_shards.to_string(),
-            ),
-            (
-                "spec.parityShards",
-                old.parity_shards != new.parity_shards,
-                old.parity_shards.to_string(),
-                new.parity_shards.to_string(),
-            ),
-            (
-                "spec.stripeSizeBytes",
-                old.stripe_size_bytes != new.stripe_size_bytes,
-                old.stripe_size_bytes.to_string(),
-                new.stripe_size_bytes.to_string(),
-            ),
-            (
-                "spec.algorithm",
-                old.algorithm != new.algorithm,
-                old.algorithm.clone(),
-                new.algorithm.clone(),
-            ),
-        ];
-        for (path, differs, before, after) in changed {
-            if differs {
+        // The fields that decide how archived bytes are laid out, as (path, value).
+        let layout = |p: &ErasureCodingPolicySpec| {
+            [
+                ("spec.dataShards", p.data_shards.to_string()),
+                ("spec.parityShards", p.parity_shards.to_string()),
+                ("spec.stripeSizeBytes", p.stripe_size_bytes.to_string()),
+                ("spec.algorithm", p.algorithm.clone()),
+            ]
+        };
+        for ((path, before), (_, after)) in layout(old).into_iter().zip(layout(new)) {
+            if before != after {
                 errors.push(
                     path,
                     format!("cannot change from {before} to {after}: {using} archived volume(s) use this layout; create a new ErasureCodingPolicy instead"),
