@@ -8,7 +8,7 @@ use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 
 use crate::config::{CertsConfig, ServeConfig};
-use crate::rpc::{AgentIdentity, AgentService};
+use crate::rpc::{AgentIdentity, AgentService, Orders};
 use crate::store::{ShardStore, StoreConfig};
 use crate::{certs, tls};
 
@@ -37,13 +37,19 @@ pub async fn serve(
         "shard store open"
     );
     let store = Arc::new(store);
+    let orders = Orders::new(
+        material.client_config(),
+        config.state_dir(),
+        crate::codec::Backend::Best,
+    );
     let service = AgentService::new(
         Arc::clone(&store),
         AgentIdentity {
             agent_id: config.agent_id.clone(),
             node_name: config.node_name.clone(),
         },
-    );
+    )
+    .with_orders(orders);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("listen on {}", config.listen))?;

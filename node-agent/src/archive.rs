@@ -11,8 +11,16 @@
 //!   `k × shard` before encoding. Bytes beyond the volume size are never returned.
 
 mod cache;
+mod destage;
+mod device;
 pub mod encode;
+pub mod manifest;
+mod rehydrate;
+pub mod remote;
+mod repair;
 mod source;
+mod work;
+mod writer;
 
 use std::fmt;
 use std::sync::Arc;
@@ -23,8 +31,16 @@ use crate::codec::{self, ALIGNMENT_BYTES, ErasureCodec};
 use crate::store::VolumeLayout;
 
 use cache::StripeCache;
+pub use destage::{DestageOptions, codec_for, destage};
+pub use device::{Device, DeviceError};
 pub use encode::{StripeEncoder, archive_into_stores};
+pub use manifest::{ArchiveState, Layout, Manifest, ManifestError, Placement};
+pub use rehydrate::rehydrate;
+pub use remote::RemoteColumns;
+pub use repair::{rebuild, scrub};
 pub use source::{ColumnSource, ShardFault, ShardFuture, StoreColumns};
+pub use work::{Progress, ProgressFn, WorkError, WorkReport, no_progress};
+pub use writer::ColumnWriteError;
 
 /// What went wrong reading an archived volume.
 #[derive(Debug, thiserror::Error)]
@@ -274,26 +290,56 @@ impl ArchiveReader {
             .cloned()
     }
 
-    async fn fetch_stripe(&self, stripe: u64) -> Result<Stripe, Error> {
+    /// Every shard (k + m, in column order) of `stripe`. Columns other than `skip` are read
+    /// and verified — all of them when `read_all` (scrub), else just enough for k healthy
+    /// ones (rebuild) — and the rest are reconstructed. `bad` says which columns that were
+    /// read failed and why.
+    pub async fn stripe_shards(
+        &self,
+        stripe: u64,
+        skip: &[u32],
+        read_all: bool,
+    ) -> Result<StripeShards, Error> {
+        let order: Vec<usize> = (0..self.layout.columns())
+            .filter(|c| !skip.contains(&(*c as u32)))
+            .collect();
+        let (mut shards, bad) = self.gather(stripe, &order, read_all).await?;
+        if shards.iter().any(Option::is_none) {
+            shards = self.reconstruct(stripe, shards).await?;
+        }
+        let shards = shards.into_iter().flatten().collect();
+        Ok(StripeShards { shards, bad })
+    }
+
+    /// Reads the columns in `order`: all of them at once when `read_all`, otherwise just
+    /// enough for k healthy ones (first k, then one more for each that failed).
+    async fn gather(
+        &self,
+        stripe: u64,
+        order: &[usize],
+        read_all: bool,
+    ) -> Result<(Vec<Option<Vec<u8>>>, Vec<(u32, ShardFault)>), Error> {
         let (k, total) = (self.layout.data_shards, self.layout.columns());
         let shard_len = self.layout.shard_len(stripe);
         let mut shards: Vec<Option<Vec<u8>>> = vec![None; total];
         let mut bad: Vec<(u32, ShardFault)> = Vec::new();
         let mut healthy = 0;
         let mut next = 0;
-        // Ask first for the data columns, then for just as many parity columns as there are
-        // bad ones, until k are healthy or every column has been tried.
-        while healthy < k && next < total {
-            let want = (k - healthy).min(total - next);
-            let batch: Vec<usize> = (next..next + want).collect();
+        while next < order.len() && (read_all || healthy < k) {
+            let want = if read_all {
+                order.len() - next
+            } else {
+                (k - healthy).min(order.len() - next)
+            };
+            let asked = &order[next..next + want];
             next += want;
             let results = futures::future::join_all(
-                batch
+                asked
                     .iter()
                     .map(|&c| self.columns[c].get_shard(c as u32, stripe)),
             )
             .await;
-            for (c, result) in batch.into_iter().zip(results) {
+            for (&c, result) in asked.iter().zip(results) {
                 match result {
                     Ok(bytes) if bytes.len() == shard_len => {
                         shards[c] = Some(bytes);
@@ -319,6 +365,37 @@ impl ArchiveReader {
             tracing::error!(volume = %self.volume, stripe, error = %err, "stripe unreadable");
             return Err(err);
         }
+        Ok((shards, bad))
+    }
+
+    /// Fills in every missing column of a stripe that has at least k healthy ones.
+    async fn reconstruct(
+        &self,
+        stripe: u64,
+        mut shards: Vec<Option<Vec<u8>>>,
+    ) -> Result<Vec<Option<Vec<u8>>>, Error> {
+        let codec = Arc::clone(&self.codec);
+        // Decoding is CPU work of up to a stripe; keep it off the async workers.
+        tokio::task::spawn_blocking(move || codec.reconstruct(&mut shards).map(|()| shards))
+            .await
+            .map_err(|e| Error::Task {
+                volume: self.volume.clone(),
+                stripe,
+                reason: e.to_string(),
+            })?
+            .map_err(|source| Error::Codec {
+                volume: self.volume.clone(),
+                stripe,
+                source,
+            })
+    }
+
+    async fn fetch_stripe(&self, stripe: u64) -> Result<Stripe, Error> {
+        let k = self.layout.data_shards;
+        // Ask first for the data columns, then for just as many parity columns as there are
+        // bad ones.
+        let order: Vec<usize> = (0..self.layout.columns()).collect();
+        let (mut shards, bad) = self.gather(stripe, &order, false).await?;
         if !bad.is_empty() {
             tracing::warn!(
                 volume = %self.volume,
@@ -326,25 +403,10 @@ impl ArchiveReader {
                 bad = %fmt_faults(&bad),
                 "degraded read: reconstructing from parity"
             );
-            let codec = Arc::clone(&self.codec);
-            let task_err = |reason: String| Error::Task {
-                volume: self.volume.clone(),
-                stripe,
-                reason,
-            };
-            // Decoding is CPU work of up to a stripe; keep it off the async workers.
-            shards = tokio::task::spawn_blocking(move || {
-                codec.reconstruct(&mut shards).map(|()| shards)
-            })
-            .await
-            .map_err(|e| task_err(e.to_string()))?
-            .map_err(|source| Error::Codec {
-                volume: self.volume.clone(),
-                stripe,
-                source,
-            })?;
+            shards = self.reconstruct(stripe, shards).await?;
         }
         let data_len = self.layout.stripe_data_len(stripe) as usize;
+        let shard_len = self.layout.shard_len(stripe);
         let mut data = Vec::with_capacity(k * shard_len);
         for shard in shards.iter().take(k) {
             match shard {
@@ -361,6 +423,13 @@ impl ArchiveReader {
         data.truncate(data_len);
         Ok(Arc::new(data))
     }
+}
+
+/// All k + m shards of one stripe, with the columns that had to be reconstructed.
+#[derive(Debug, Clone)]
+pub struct StripeShards {
+    pub shards: Vec<Vec<u8>>,
+    pub bad: Vec<(u32, ShardFault)>,
 }
 
 #[cfg(test)]

@@ -31,6 +31,133 @@ pub enum Command {
     Serve(ServeConfig),
     /// Mint a CA and agent/client certificates for tests and the local lab.
     Certs(CertsConfig),
+    /// Send a work order (destage, rebuild, scrub, rehydrate) to an agent and follow it.
+    #[command(subcommand)]
+    Archive(ArchiveCommand),
+    /// Serve archived volumes read-only over NBD, reading their columns from the agents.
+    Export(ExportConfig),
+}
+
+/// The client side of mutual TLS towards agents.
+#[derive(Debug, Clone, Args)]
+pub struct ClientTlsArgs {
+    /// Client certificate chain (PEM), issued by the cluster CA.
+    #[arg(long, env = "COUCHESTOR_TLS_CERT")]
+    pub tls_cert: PathBuf,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, env = "COUCHESTOR_TLS_KEY")]
+    pub tls_key: PathBuf,
+    /// The cluster CA (PEM).
+    #[arg(long, env = "COUCHESTOR_TLS_CA")]
+    pub tls_ca: PathBuf,
+}
+
+impl ClientTlsArgs {
+    pub fn tls_files(&self) -> TlsFiles {
+        TlsFiles {
+            cert: self.tls_cert.clone(),
+            key: self.tls_key.clone(),
+            ca: self.tls_ca.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ArchiveCommand {
+    /// Archive a file, block device or nbd:// export as k + m shard columns on agents.
+    Destage(DestageArgs),
+    /// Recreate one column on another agent.
+    Rebuild(RebuildArgs),
+    /// Check every shard and parity; repair what is corrupt or missing.
+    Scrub(ScrubArgs),
+    /// Write an archived volume back to a file, block device or nbd:// export.
+    Rehydrate(RehydrateArgs),
+}
+
+/// Flags every work order shares.
+#[derive(Debug, Clone, Args)]
+pub struct OrderArgs {
+    /// The agent that coordinates the order (host:port).
+    #[arg(long, env = "COUCHESTOR_AGENT")]
+    pub agent: String,
+    /// The manifest file (EcVolume JSON): read, and replaced with the result.
+    #[arg(long)]
+    pub manifest: PathBuf,
+    #[command(flatten)]
+    pub tls: ClientTlsArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DestageArgs {
+    #[command(flatten)]
+    pub order: OrderArgs,
+    /// Volume id (also the NBD export name).
+    #[arg(long)]
+    pub volume: String,
+    /// A path on the coordinating agent's node, or nbd://host:port/export.
+    #[arg(long)]
+    pub source: String,
+    /// Bytes to archive; default: the whole source (read here, so give it when the source
+    /// is only reachable from the agent).
+    #[arg(long)]
+    pub size: Option<u64>,
+    /// Data shards per stripe.
+    #[arg(long, short = 'k', default_value_t = 4)]
+    pub data_shards: u32,
+    /// Parity shards per stripe.
+    #[arg(long, short = 'm', default_value_t = 2)]
+    pub parity_shards: u32,
+    /// Data bytes per stripe (a multiple of k × 64).
+    #[arg(long, default_value_t = 1 << 20)]
+    pub stripe_size: u64,
+    /// Column placement, in column order: NODE=HOST:PORT, k + m of them on distinct nodes.
+    #[arg(long = "place", value_delimiter = ',', required = true)]
+    pub placement: Vec<String>,
+    /// Skip the read-back verification.
+    #[arg(long)]
+    pub no_verify: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RebuildArgs {
+    #[command(flatten)]
+    pub order: OrderArgs,
+    /// The column to rebuild.
+    #[arg(long)]
+    pub column: u32,
+    /// The node that receives it: NODE=HOST:PORT.
+    #[arg(long)]
+    pub to: String,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ScrubArgs {
+    #[command(flatten)]
+    pub order: OrderArgs,
+    /// Only report; do not rewrite anything.
+    #[arg(long)]
+    pub report_only: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RehydrateArgs {
+    #[command(flatten)]
+    pub order: OrderArgs,
+    /// A path on the coordinating agent's node, or nbd://host:port/export.
+    #[arg(long)]
+    pub target: String,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ExportConfig {
+    /// Manifest of a volume to export (repeat for several); the export name is the volume id.
+    #[arg(long = "manifest", required = true)]
+    pub manifests: Vec<PathBuf>,
+    /// TCP address to serve NBD on (10809 is NBD's port).
+    #[arg(long, env = "COUCHESTOR_NBD_LISTEN", default_value = "127.0.0.1:10809")]
+    pub listen: SocketAddr,
+    #[command(flatten)]
+    pub tls: ClientTlsArgs,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -67,9 +194,20 @@ pub struct ServeConfig {
     /// Use buffered I/O even where O_DIRECT works.
     #[arg(long, env = "COUCHESTOR_AGENT_NO_DIRECT_IO")]
     pub no_direct_io: bool,
+    /// Where work-order state lives (destage watermarks); default: the --index directory.
+    #[arg(long, env = "COUCHESTOR_AGENT_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
 }
 
 impl ServeConfig {
+    pub fn state_dir(&self) -> PathBuf {
+        self.state_dir.clone().unwrap_or_else(|| {
+            self.index
+                .parent()
+                .map_or_else(|| PathBuf::from("."), PathBuf::from)
+        })
+    }
+
     pub fn tls_files(&self) -> TlsFiles {
         TlsFiles {
             cert: self.tls_cert.clone(),

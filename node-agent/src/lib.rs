@@ -17,13 +17,17 @@ pub mod archive;
 pub mod certs;
 pub mod codec;
 pub mod config;
+mod export;
 pub mod nbd;
+pub mod order;
+pub mod progress;
 pub mod rpc;
 pub mod shard;
 pub mod store;
 pub mod tls;
 
 pub use config::Config;
+pub use export::reader_of;
 
 /// Runs the command in `config` until it is done or `shutdown` completes.
 pub async fn run(
@@ -33,5 +37,7 @@ pub async fn run(
     match &config.command {
         config::Command::Serve(serve) => agent::serve(serve, shutdown).await,
         config::Command::Certs(certs) => agent::write_certs(certs),
+        config::Command::Archive(command) => order::run(command).await,
+        config::Command::Export(export) => export::serve(export, shutdown).await,
     }
 }

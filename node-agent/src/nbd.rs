@@ -10,6 +10,7 @@
 //! be reconstructed answers EIO for that request only; a request beyond the end gets EINVAL;
 //! a malformed request (bad magic, unknown command) closes the connection.
 
+pub mod client;
 mod proto;
 mod transmission;
 
@@ -25,6 +26,7 @@ use tokio::task::JoinSet;
 use tracing::Instrument;
 
 use crate::archive::ArchiveReader;
+pub use client::{ClientError, NbdAddress, NbdClient};
 use proto::{InfoRequest, MAX_OPTION_LEN, MAX_PAYLOAD};
 
 /// Why a client session ended abnormally (logged; never sent to the client).

@@ -2,6 +2,7 @@
 //! [`ShardStore`](crate::store::ShardStore) and a typed client. See `docs/node-agent-api.md`.
 
 mod client;
+mod orders;
 mod server;
 
 use tonic::{Code, Status};
@@ -10,6 +11,7 @@ use crate::store;
 
 pub use client::{AgentClient, ClientError, PutAck, ShardRead, StripeRead, chunks};
 pub use couchestor_proto::agent::v1 as pb;
+pub use orders::{Orders, WorkStream};
 pub use server::{AgentIdentity, AgentService};
 
 /// Shard bytes per message. Shards larger than this are split; with the other fields a

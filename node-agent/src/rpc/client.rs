@@ -8,6 +8,7 @@ use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
 use super::CHUNK_BYTES;
 use super::pb::{self, node_agent_client::NodeAgentClient};
+use crate::archive::{Manifest, Placement};
 use crate::store::VolumeLayout;
 
 /// Why a connection could not be made.
@@ -78,6 +79,24 @@ impl AgentClient {
             })?;
         Ok(Self {
             inner: NodeAgentClient::new(channel),
+        })
+    }
+
+    /// A client that connects on first use and reconnects after failures, so an agent that
+    /// is down now is used again once it is back. Calls to an unreachable agent fail with
+    /// `UNAVAILABLE` after the connect timeout.
+    pub fn connect_lazy(addr: &str, tls: ClientTlsConfig) -> Result<Self, ClientError> {
+        let endpoint = Endpoint::from_shared(format!("https://{addr}"))
+            .and_then(|e| e.tls_config(tls))
+            .map_err(|source| ClientError::Address {
+                addr: addr.to_owned(),
+                source,
+            })?
+            .connect_timeout(Duration::from_secs(3))
+            .tcp_nodelay(true);
+        Ok(Self {
+            inner: NodeAgentClient::new(endpoint.connect_lazy())
+                .max_decoding_message_size(super::MAX_MESSAGE_BYTES),
         })
     }
 
@@ -205,6 +224,62 @@ impl AgentClient {
 
     pub async fn health(&self) -> Result<pb::HealthResponse, Status> {
         Ok(self.raw().health(pb::HealthRequest {}).await?.into_inner())
+    }
+
+    /// Sends a destage work order; the stream ends with a `done` message (report and
+    /// manifest) or an error status.
+    pub async fn destage(
+        &self,
+        manifest: &Manifest,
+        verify: bool,
+    ) -> Result<tonic::Streaming<pb::WorkProgress>, Status> {
+        let request = pb::DestageRequest {
+            manifest: Some(manifest.to_pb()),
+            verify,
+        };
+        Ok(self.raw().destage(request).await?.into_inner())
+    }
+
+    /// Sends a rebuild work order for `column` onto `target`.
+    pub async fn rebuild(
+        &self,
+        manifest: &Manifest,
+        column: u32,
+        target: &Placement,
+    ) -> Result<tonic::Streaming<pb::WorkProgress>, Status> {
+        let request = pb::RebuildRequest {
+            manifest: Some(manifest.to_pb()),
+            column,
+            node: target.node.clone(),
+            endpoint: target.endpoint.clone(),
+        };
+        Ok(self.raw().rebuild(request).await?.into_inner())
+    }
+
+    /// Sends a scrub work order.
+    pub async fn scrub(
+        &self,
+        manifest: &Manifest,
+        repair: bool,
+    ) -> Result<tonic::Streaming<pb::WorkProgress>, Status> {
+        let request = pb::ScrubRequest {
+            manifest: Some(manifest.to_pb()),
+            repair,
+        };
+        Ok(self.raw().scrub(request).await?.into_inner())
+    }
+
+    /// Sends a rehydrate work order writing to `target`.
+    pub async fn rehydrate(
+        &self,
+        manifest: &Manifest,
+        target: &str,
+    ) -> Result<tonic::Streaming<pb::WorkProgress>, Status> {
+        let request = pb::RehydrateRequest {
+            manifest: Some(manifest.to_pb()),
+            target: target.to_owned(),
+        };
+        Ok(self.raw().rehydrate(request).await?.into_inner())
     }
 
     /// Whether the volume existed.

@@ -8,6 +8,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
+use super::orders::{Orders, WorkStream};
 use super::pb::{self, node_agent_server::NodeAgent};
 use super::{CHUNK_BYTES, MAX_STRIPES_PER_GET};
 use crate::store::{self, ShardState, ShardStore, VolumeInfo, VolumeLayout};
@@ -24,11 +25,29 @@ pub struct AgentIdentity {
 pub struct AgentService {
     store: Arc<ShardStore>,
     identity: AgentIdentity,
+    orders: Option<Arc<Orders>>,
 }
 
 impl AgentService {
     pub fn new(store: Arc<ShardStore>, identity: AgentIdentity) -> Self {
-        Self { store, identity }
+        Self {
+            store,
+            identity,
+            orders: None,
+        }
+    }
+
+    /// Accepts work orders (destage, rebuild, scrub, rehydrate); without this they are
+    /// `UNIMPLEMENTED`.
+    pub fn with_orders(mut self, orders: Orders) -> Self {
+        self.orders = Some(Arc::new(orders));
+        self
+    }
+
+    fn orders(&self) -> Result<&Arc<Orders>, Status> {
+        self.orders
+            .as_ref()
+            .ok_or_else(|| Status::unimplemented("this agent was started without work orders"))
     }
 
     /// The tonic server for this service, with the message size limit the API promises.
@@ -139,6 +158,47 @@ fn with_progress(status: Status, ack: &pb::PutShardsResponse) -> Status {
 
 #[tonic::async_trait]
 impl NodeAgent for AgentService {
+    type DestageStream = WorkStream;
+    type RebuildStream = WorkStream;
+    type ScrubStream = WorkStream;
+    type RehydrateStream = WorkStream;
+
+    async fn destage(
+        &self,
+        request: Request<pb::DestageRequest>,
+    ) -> Result<Response<WorkStream>, Status> {
+        self.orders()?
+            .destage(request.into_inner())
+            .map(Response::new)
+    }
+
+    async fn rebuild(
+        &self,
+        request: Request<pb::RebuildRequest>,
+    ) -> Result<Response<WorkStream>, Status> {
+        self.orders()?
+            .rebuild(request.into_inner())
+            .map(Response::new)
+    }
+
+    async fn scrub(
+        &self,
+        request: Request<pb::ScrubRequest>,
+    ) -> Result<Response<WorkStream>, Status> {
+        self.orders()?
+            .scrub(request.into_inner())
+            .map(Response::new)
+    }
+
+    async fn rehydrate(
+        &self,
+        request: Request<pb::RehydrateRequest>,
+    ) -> Result<Response<WorkStream>, Status> {
+        self.orders()?
+            .rehydrate(request.into_inner())
+            .map(Response::new)
+    }
+
     async fn create_volume(
         &self,
         request: Request<pb::CreateVolumeRequest>,
