@@ -18,6 +18,7 @@ pub mod certs;
 pub mod codec;
 pub mod config;
 mod export;
+pub mod lab;
 pub mod nbd;
 pub mod order;
 pub mod progress;
