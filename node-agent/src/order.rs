@@ -12,11 +12,27 @@ use crate::progress::Bar;
 use crate::rpc::{AgentClient, pb};
 use crate::tls::{self, TlsMaterial};
 
-/// Follows a work order's stream to its end, drawing a bar per phase; returns the report and
-/// the manifest of the final message, or the order's error status.
+/// Follows a work order's stream to its end, drawing a bar per phase on stderr; returns the
+/// report and the manifest of the final message, or the order's error status.
 pub async fn follow(
+    stream: Streaming<pb::WorkProgress>,
+    label: &str,
+) -> anyhow::Result<(WorkReport, Manifest)> {
+    follow_with(stream, label, true).await
+}
+
+/// [`follow`] without drawing anything.
+pub async fn follow_quietly(
+    stream: Streaming<pb::WorkProgress>,
+    label: &str,
+) -> anyhow::Result<(WorkReport, Manifest)> {
+    follow_with(stream, label, false).await
+}
+
+async fn follow_with(
     mut stream: Streaming<pb::WorkProgress>,
     label: &str,
+    bars: bool,
 ) -> anyhow::Result<(WorkReport, Manifest)> {
     let mut bar: Option<(String, Bar)> = None;
     loop {
@@ -48,6 +64,9 @@ pub async fn follow(
                 elapsed: std::time::Duration::from_secs_f64(r.seconds.max(0.0)),
             };
             return Ok((report, manifest));
+        }
+        if !bars {
+            continue;
         }
         if bar
             .as_ref()
