@@ -326,26 +326,38 @@ impl Lab {
         self.cluster.restart(&mut self.agents[extra]).await?;
         drop(export);
 
-        self.step("rebuilding the lost columns onto replacement agents");
+        self.step("rebuilding the lost columns (onto spare agents, else new replacement agents)");
         let mut manifest = manifest;
-        for (j, &v) in victims.iter().enumerate() {
-            let name = format!("node-{}", self.config.agents + j);
-            let host = format!("127.0.0.{}", 10 + self.config.agents + j);
-            let replacement = self.cluster.start_agent(&name, &host).await?;
+        let mut spares = (total..self.agents.len()).collect::<Vec<_>>().into_iter();
+        for &v in &victims {
+            let index = match spares.next() {
+                Some(spare) => spare,
+                None => {
+                    let n = self.agents.len();
+                    let replacement = self
+                        .cluster
+                        .start_agent(&format!("node-{n}"), &format!("127.0.0.{}", 10 + n))
+                        .await?;
+                    eprintln!(
+                        "  started replacement {} on {}",
+                        replacement.name, replacement.addr
+                    );
+                    self.agents.push(replacement);
+                    n
+                }
+            };
             let column = v as u32;
-            let target = replacement.placement(column);
-            let started = Instant::now();
+            let target = self.agents[index].placement(column);
             let (report, updated) = follow(
                 coordinator.rebuild(&manifest, column, &target).await?,
                 "rebuild",
             )
             .await?;
             self.figure(
-                format!("rebuild column {column} → {name}"),
-                mib_s(report.bytes, started.elapsed()),
+                format!("rebuild column {column} → {}", target.node),
+                mib_s(report.bytes, report.elapsed),
             );
             manifest = updated;
-            self.agents.push(replacement);
         }
         manifest.save(&manifest_path)?;
         let (report, updated) =
@@ -513,7 +525,7 @@ impl Lab {
             self.config.parity_shards,
             self.config.size >> 20,
             self.config.agents,
-            self.config.parity_shards
+            self.agents.len() - self.config.agents
         );
         println!("\n  {:<40} value", "figure");
         for (name, value) in &self.figures {
