@@ -148,7 +148,11 @@ async fn main() {
     // 2. NBD read healthy vs degraded.
     let path = dir.path().join("manifest.json");
     manifest.save(&path).expect("save");
-    let (_export, base) = cluster.start_export(&[&path]).await.expect("export");
+    // The export's stripe cache is off: this measures the erasure-coded read path itself.
+    let (_export, base) = cluster
+        .start_export_with(&[&path], &["--cache-ram", "0"])
+        .await
+        .expect("export");
     let uri = format!("{base}/{}", manifest.volume());
     let read = |uri: &str| {
         let started = Instant::now();

@@ -19,6 +19,8 @@ mod rehydrate;
 pub mod remote;
 mod repair;
 mod source;
+mod stripes;
+mod tiered;
 mod work;
 mod writer;
 
@@ -39,6 +41,8 @@ pub use rehydrate::rehydrate;
 pub use remote::RemoteColumns;
 pub use repair::{rebuild, scrub};
 pub use source::{ColumnSource, ShardFault, ShardFuture, StoreColumns};
+use stripes::Stripes;
+pub use tiered::{EcBackend, TieredCache, TieredStripes};
 pub use work::{Progress, ProgressFn, WorkError, WorkReport, no_progress};
 pub use writer::ColumnWriteError;
 
@@ -175,22 +179,20 @@ impl Default for ReaderConfig {
 
 /// Reads byte ranges of one archived volume from its k + m columns.
 pub struct ArchiveReader {
-    volume: String,
-    layout: ArchiveLayout,
-    codec: Arc<dyn ErasureCodec>,
-    /// One source per column (the same source may serve several columns).
-    columns: Vec<Arc<dyn ColumnSource>>,
+    stripes: Arc<Stripes>,
     window: usize,
+    /// In-flight and recently decoded stripes (always on: it also makes concurrent readers of
+    /// one stripe share a fetch).
     cache: StripeCache,
+    /// The node's tiered cache (L1 RAM, L2 disk, L3 = these columns), when attached.
+    tiered: Option<TieredStripes>,
 }
 
 impl fmt::Debug for ArchiveReader {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ArchiveReader")
-            .field("volume", &self.volume)
-            .field("layout", &self.layout)
-            .field("codec", &self.codec)
-            .field("columns", &self.columns)
+            .field("stripes", &self.stripes)
+            .field("tiered", &self.tiered.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -231,31 +233,43 @@ impl ArchiveReader {
             });
         }
         Ok(Self {
-            volume: volume.into(),
-            layout,
-            codec,
-            columns,
+            stripes: Arc::new(Stripes {
+                volume: volume.into(),
+                layout,
+                codec,
+                columns,
+            }),
             window: config.window.max(1),
             cache: StripeCache::new(config.cache_stripes),
+            tiered: None,
         })
     }
 
+    /// Reads stripes through `cache` (L3 = this reader's columns) under `bucket`, which must
+    /// name this archive uniquely (see [`Manifest::cache_bucket`]): a cache may outlive a
+    /// process, and must never serve one archive's bytes for another's.
+    pub fn attach_cache(&mut self, cache: TieredCache, bucket: impl Into<String>) {
+        let bucket = bucket.into();
+        cache.backend_register(&bucket, Arc::clone(&self.stripes));
+        self.tiered = Some(TieredStripes { cache, bucket });
+    }
+
     pub fn volume(&self) -> &str {
-        &self.volume
+        &self.stripes.volume
     }
 
     pub fn layout(&self) -> &ArchiveLayout {
-        &self.layout
+        &self.stripes.layout
     }
 
     /// Logical size in bytes.
     pub fn size(&self) -> u64 {
-        self.layout.volume_size
+        self.stripes.layout.volume_size
     }
 
     /// Reads `len` bytes at `offset`. The range must lie within the volume.
     pub async fn read(&self, offset: u64, len: u64) -> Result<Vec<u8>, Error> {
-        let size = self.layout.volume_size;
+        let size = self.stripes.layout.volume_size;
         let end = offset
             .checked_add(len)
             .filter(|end| *end <= size)
@@ -264,7 +278,7 @@ impl ArchiveReader {
         if len == 0 {
             return Ok(out);
         }
-        let stripe_size = self.layout.stripe_size;
+        let stripe_size = self.stripes.layout.stripe_size;
         let (first, last) = (offset / stripe_size, (end - 1) / stripe_size);
         // `buffered` keeps up to `window` stripes in flight but yields them in order, so the
         // copy below is sequential while fetches and decodes overlap.
@@ -285,9 +299,14 @@ impl ArchiveReader {
         let slot = self.cache.slot(stripe);
         // Concurrent readers of one stripe share a single fetch and decode; a failure is not
         // kept, so the next read tries the columns again.
-        slot.get_or_try_init(|| self.fetch_stripe(stripe))
-            .await
-            .cloned()
+        slot.get_or_try_init(|| async {
+            match &self.tiered {
+                Some(t) => t.stripe(stripe).await,
+                None => self.stripes.fetch_stripe(stripe).await,
+            }
+        })
+        .await
+        .cloned()
     }
 
     /// Every shard (k + m, in column order) of `stripe`. Columns other than `skip` are read
@@ -300,128 +319,7 @@ impl ArchiveReader {
         skip: &[u32],
         read_all: bool,
     ) -> Result<StripeShards, Error> {
-        let order: Vec<usize> = (0..self.layout.columns())
-            .filter(|c| !skip.contains(&(*c as u32)))
-            .collect();
-        let (mut shards, bad) = self.gather(stripe, &order, read_all).await?;
-        if shards.iter().any(Option::is_none) {
-            shards = self.reconstruct(stripe, shards).await?;
-        }
-        let shards = shards.into_iter().flatten().collect();
-        Ok(StripeShards { shards, bad })
-    }
-
-    /// Reads the columns in `order`: all of them at once when `read_all`, otherwise just
-    /// enough for k healthy ones (first k, then one more for each that failed).
-    async fn gather(
-        &self,
-        stripe: u64,
-        order: &[usize],
-        read_all: bool,
-    ) -> Result<(Vec<Option<Vec<u8>>>, Vec<(u32, ShardFault)>), Error> {
-        let (k, total) = (self.layout.data_shards, self.layout.columns());
-        let shard_len = self.layout.shard_len(stripe);
-        let mut shards: Vec<Option<Vec<u8>>> = vec![None; total];
-        let mut bad: Vec<(u32, ShardFault)> = Vec::new();
-        let mut healthy = 0;
-        let mut next = 0;
-        while next < order.len() && (read_all || healthy < k) {
-            let want = if read_all {
-                order.len() - next
-            } else {
-                (k - healthy).min(order.len() - next)
-            };
-            let asked = &order[next..next + want];
-            next += want;
-            let results = futures::future::join_all(
-                asked
-                    .iter()
-                    .map(|&c| self.columns[c].get_shard(c as u32, stripe)),
-            )
-            .await;
-            for (&c, result) in asked.iter().zip(results) {
-                match result {
-                    Ok(bytes) if bytes.len() == shard_len => {
-                        shards[c] = Some(bytes);
-                        healthy += 1;
-                    }
-                    Ok(bytes) => bad.push((
-                        c as u32,
-                        ShardFault::Corrupt(format!("{} bytes, expected {shard_len}", bytes.len())),
-                    )),
-                    Err(fault) => bad.push((c as u32, fault)),
-                }
-            }
-        }
-        if healthy < k {
-            let err = Error::StripeLost {
-                volume: self.volume.clone(),
-                stripe,
-                healthy,
-                total,
-                needed: k,
-                bad,
-            };
-            tracing::error!(volume = %self.volume, stripe, error = %err, "stripe unreadable");
-            return Err(err);
-        }
-        Ok((shards, bad))
-    }
-
-    /// Fills in every missing column of a stripe that has at least k healthy ones.
-    async fn reconstruct(
-        &self,
-        stripe: u64,
-        mut shards: Vec<Option<Vec<u8>>>,
-    ) -> Result<Vec<Option<Vec<u8>>>, Error> {
-        let codec = Arc::clone(&self.codec);
-        // Decoding is CPU work of up to a stripe; keep it off the async workers.
-        tokio::task::spawn_blocking(move || codec.reconstruct(&mut shards).map(|()| shards))
-            .await
-            .map_err(|e| Error::Task {
-                volume: self.volume.clone(),
-                stripe,
-                reason: e.to_string(),
-            })?
-            .map_err(|source| Error::Codec {
-                volume: self.volume.clone(),
-                stripe,
-                source,
-            })
-    }
-
-    async fn fetch_stripe(&self, stripe: u64) -> Result<Stripe, Error> {
-        let k = self.layout.data_shards;
-        // Ask first for the data columns, then for just as many parity columns as there are
-        // bad ones.
-        let order: Vec<usize> = (0..self.layout.columns()).collect();
-        let (mut shards, bad) = self.gather(stripe, &order, false).await?;
-        if !bad.is_empty() {
-            tracing::warn!(
-                volume = %self.volume,
-                stripe,
-                bad = %fmt_faults(&bad),
-                "degraded read: reconstructing from parity"
-            );
-            shards = self.reconstruct(stripe, shards).await?;
-        }
-        let data_len = self.layout.stripe_data_len(stripe) as usize;
-        let shard_len = self.layout.shard_len(stripe);
-        let mut data = Vec::with_capacity(k * shard_len);
-        for shard in shards.iter().take(k) {
-            match shard {
-                Some(bytes) => data.extend_from_slice(bytes),
-                None => {
-                    return Err(Error::Task {
-                        volume: self.volume.clone(),
-                        stripe,
-                        reason: "codec left a data shard missing".into(),
-                    });
-                }
-            }
-        }
-        data.truncate(data_len);
-        Ok(Arc::new(data))
+        self.stripes.stripe_shards(stripe, skip, read_all).await
     }
 }
 

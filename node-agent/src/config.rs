@@ -156,6 +156,15 @@ pub struct ExportConfig {
     /// TCP address to serve NBD on (10809 is NBD's port).
     #[arg(long, env = "COUCHESTOR_NBD_LISTEN", default_value = "127.0.0.1:10809")]
     pub listen: SocketAddr,
+    /// RAM for decoded stripes (cache L1), bytes; 0 turns the tiered cache off.
+    #[arg(long, env = "COUCHESTOR_NBD_CACHE_RAM", default_value_t = 256 << 20)]
+    pub cache_ram: u64,
+    /// Directory on a local disk for the cache's L2 (default: no L2).
+    #[arg(long, env = "COUCHESTOR_NBD_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Bytes of --cache-dir the L2 may use.
+    #[arg(long, env = "COUCHESTOR_NBD_CACHE_DISK", default_value_t = 4 << 30)]
+    pub cache_disk: u64,
     #[command(flatten)]
     pub tls: ClientTlsArgs,
 }

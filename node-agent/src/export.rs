@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use anyhow::Context;
 
-use crate::archive::{ArchiveReader, ColumnSource, Manifest, ReaderConfig, RemoteColumns};
+use crate::archive::{
+    ArchiveReader, ColumnSource, EcBackend, Manifest, ReaderConfig, RemoteColumns, TieredCache,
+};
 use crate::codec::Backend;
 use crate::config::ExportConfig;
 use crate::nbd::NbdServer;
@@ -31,6 +33,27 @@ pub fn reader_of(
     )?)
 }
 
+/// The tiered stripe cache of `config` (L1 RAM, optional L2 disk, L3 the archives), or
+/// `None` when `--cache-ram 0`.
+async fn open_cache(config: &ExportConfig) -> anyhow::Result<Option<TieredCache>> {
+    if config.cache_ram == 0 {
+        return Ok(None);
+    }
+    // Not served anywhere yet: the export has no metrics endpoint (see README).
+    let mut registry = prometheus_client::registry::Registry::default();
+    let mut builder = couchestor_cache::Cache::builder()
+        .l1_capacity(config.cache_ram)
+        .backend(EcBackend::default());
+    if let Some(dir) = &config.cache_dir {
+        builder = builder.l2_dir(dir).l2_capacity(config.cache_disk);
+    }
+    let cache = builder
+        .open(&mut registry)
+        .await
+        .context("open the stripe cache")?;
+    Ok(Some(TieredCache::new(cache)))
+}
+
 /// Serves until `shutdown` completes.
 pub async fn serve(
     config: &ExportConfig,
@@ -39,11 +62,15 @@ pub async fn serve(
     tls::install_crypto_provider();
     let material = TlsMaterial::read(&config.tls.tls_files())?;
     let tls = material.client_config();
+    let cache = open_cache(config).await?;
     let mut server = NbdServer::new();
     for path in &config.manifests {
         let manifest = Manifest::load(path)?;
-        let reader = reader_of(&manifest, &tls, ReaderConfig::default())
+        let mut reader = reader_of(&manifest, &tls, ReaderConfig::default())
             .with_context(|| format!("volume of {}", path.display()))?;
+        if let Some(cache) = &cache {
+            reader.attach_cache(cache.clone(), manifest.cache_bucket());
+        }
         tracing::info!(
             export = manifest.volume(),
             size = manifest.spec.size_bytes,

@@ -268,10 +268,13 @@ impl Lab {
         );
 
         self.step("reading the volume back over NBD (nbdcopy), healthy");
+        // Each read goes through a new export process: an export caches decoded stripes
+        // (256 MiB of RAM by default), and each read here must reach the agents.
         let (export, base) = self.cluster.start_export(&[&manifest_path]).await?;
         let uri = format!("{base}/lab-volume");
         let healthy =
             self.nbd_read_and_compare("healthy NBD read matches the source", &uri, &image)?;
+        drop(export);
 
         let victims: Vec<usize> = degraded_victims(k as usize, m as usize);
         self.step(&format!(
@@ -286,6 +289,8 @@ impl Lab {
         for &v in &victims {
             self.agents[v].kill();
         }
+        let (export, base) = self.cluster.start_export(&[&manifest_path]).await?;
+        let uri = format!("{base}/lab-volume");
         let degraded = self.nbd_read_and_compare(
             &format!(
                 "degraded NBD read with {} agents down matches the source",
@@ -312,6 +317,9 @@ impl Lab {
             self.agents[extra].name
         ));
         self.agents[extra].kill();
+        drop(export);
+        let (export, base) = self.cluster.start_export(&[&manifest_path]).await?;
+        let uri = format!("{base}/lab-volume");
         let out = Command::new("nbdcopy")
             .args([&uri, "null:"])
             .output()

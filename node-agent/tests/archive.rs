@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use couchestor_node_agent::archive::{ArchiveState, Layout, Manifest};
 use couchestor_node_agent::codec::CODEC_ID;
-use couchestor_node_agent::lab::cluster::{AgentProcess, Cluster, free_port};
+use couchestor_node_agent::lab::cluster::{AgentProcess, Cluster, ExportProcess, free_port};
 use couchestor_node_agent::lab::{compare_files, require};
 use couchestor_node_agent::order::follow_quietly as follow;
 use couchestor_node_agent::rpc::AgentClient;
@@ -172,6 +172,12 @@ fn find(root: &Path, name: &str) -> Option<PathBuf> {
     None
 }
 
+/// A new export process (an empty stripe cache) serving the manifest at `path`.
+async fn fresh_export(cluster: &Cluster, path: &Path, volume: &str) -> (ExportProcess, String) {
+    let (process, base) = cluster.start_export(&[path]).await.expect("export");
+    (process, format!("{base}/{volume}"))
+}
+
 fn need(program: &str, package: &str) {
     require(program, package).unwrap_or_else(|e| panic!("{e}"));
 }
@@ -263,21 +269,23 @@ async fn a_volume_destaged_from_qemu_nbd_reads_back_exactly_with_up_to_m_agents_
     let manifest = setup.destage(&setup.manifest("vol-a", &source.uri)).await;
     drop(source);
     let path = setup.save(&manifest);
-    let (_export, base) = setup.cluster.start_export(&[&path]).await.expect("export");
-    let uri = format!("{base}/vol-a");
     let out = setup.dir().join("out.img");
+    // Each round reads through a new export process: the export caches decoded stripes, and
+    // every round must reach the agents.
 
     // Healthy, then one more agent down each round, up to m: columns 1 (data) and 5 (parity).
     for (round, victim) in [None, Some(1usize), Some(5)].into_iter().enumerate() {
         if let Some(v) = victim {
             setup.agents[v].kill();
         }
+        let (_export, uri) = fresh_export(&setup.cluster, &path, "vol-a").await;
         let copy = run("nbdcopy", &[&uri, &out.display().to_string()]);
         assert_ok(&copy, &format!("nbdcopy in round {round}"));
         assert_same(&setup.image, &out);
         std::fs::remove_file(&out).expect("remove copy");
     }
     // qemu reads with m agents down too (qemu pads the unaligned tail to a sector itself).
+    let (_export, uri) = fresh_export(&setup.cluster, &path, "vol-a").await;
     let convert = run(
         "qemu-img",
         &[
@@ -297,6 +305,7 @@ async fn a_volume_destaged_from_qemu_nbd_reads_back_exactly_with_up_to_m_agents_
 
     // m + 1 down: an I/O error naming no zeros, never data.
     setup.agents[2].kill();
+    let (_export, uri) = fresh_export(&setup.cluster, &path, "vol-a").await;
     let io = run("qemu-io", &["-r", "-f", "raw", &uri, "-c", "read 0 64k"]);
     let text = format!(
         "{}{}",

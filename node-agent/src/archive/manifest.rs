@@ -72,6 +72,10 @@ fn yes() -> bool {
 #[serde(rename_all = "camelCase")]
 pub struct Metadata {
     pub name: String,
+    /// Unique per archive (a new destage of the same volume id gets a new one); caches key
+    /// on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -118,6 +122,7 @@ impl Manifest {
             kind: "EcVolume".into(),
             metadata: Metadata {
                 name: volume.to_owned(),
+                uid: Some(new_uid()),
             },
             spec: Spec {
                 source_volume_id: source.to_owned(),
@@ -138,6 +143,18 @@ impl Manifest {
 
     pub fn volume(&self) -> &str {
         &self.metadata.name
+    }
+
+    /// The bucket this archive's stripes are cached under: the volume id and its uid, or
+    /// (for a manifest without one) a digest of everything that determines its bytes.
+    pub fn cache_bucket(&self) -> String {
+        match &self.metadata.uid {
+            Some(uid) => format!("{}.{uid}", self.metadata.name),
+            None => {
+                let spec = serde_json::to_vec(&self.spec).unwrap_or_default();
+                format!("{}.spec-{:08x}", self.metadata.name, crc32c::crc32c(&spec))
+            }
+        }
     }
 
     fn invalid<T>(&self, reason: impl Into<String>) -> Result<T, ManifestError> {
@@ -261,6 +278,21 @@ impl Manifest {
         m.check()?;
         Ok(m)
     }
+}
+
+/// 128 random bits (std's hasher keys come from the OS's random source) as hex.
+fn new_uid() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let word = || {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos()),
+        );
+        h.finish()
+    };
+    format!("{:016x}{:016x}", word(), word())
 }
 
 fn tempfile_in(dir: &Path, target: &Path) -> std::io::Result<(std::path::PathBuf, std::fs::File)> {

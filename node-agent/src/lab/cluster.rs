@@ -227,6 +227,15 @@ impl Cluster {
         &self,
         manifests: &[&Path],
     ) -> anyhow::Result<(ExportProcess, String)> {
+        self.start_export_with(manifests, &[]).await
+    }
+
+    /// [`start_export`](Self::start_export) with extra flags (e.g. `--cache-ram 0`).
+    pub async fn start_export_with(
+        &self,
+        manifests: &[&Path],
+        extra: &[&str],
+    ) -> anyhow::Result<(ExportProcess, String)> {
         let port = free_port("127.0.0.1")?;
         let addr = format!("127.0.0.1:{port}");
         let log_path = self.dir.join(format!("export-{port}.log"));
@@ -236,6 +245,7 @@ impl Cluster {
         for m in manifests {
             cmd.arg("--manifest").arg(m);
         }
+        cmd.args(extra);
         let child = cmd
             .arg("--tls-cert")
             .arg(&self.client_tls.cert)
