@@ -543,3 +543,6 @@ pub struct RestJsonError {
     #[serde(default, deserialize_with = "nullable")]
     pub kind: String,
 }
+
+#[cfg(test)]
+mod tests;
