@@ -237,7 +237,13 @@ async fn handle(State(shared): State<Arc<Mutex<Shared>>>, request: Request) -> R
         .await
         .unwrap_or_default();
     let body = String::from_utf8_lossy(&body).into_owned();
+    // The work runs in its own task: a client that gives up (timeout, closed
+    // connection) does not cancel it, as it would not cancel Mayastor's core agent.
+    let work = tokio::spawn(serve(shared, method, path, body));
+    work.await.unwrap_or_else(|_| Response::new(Body::empty()))
+}
 
+async fn serve(shared: Arc<Mutex<Shared>>, method: Method, path: String, body: String) -> Response {
     // Pick the fault (and use up one of its hits) before any wait.
     let fault = {
         let mut s = lock(&shared);
