@@ -56,6 +56,20 @@ impl fmt::Display for Request {
     }
 }
 
+/// An error answer. `kind`, `message` and `details` come from the server's
+/// `RestJsonError` body; they are empty when the body was not one (`body` then keeps
+/// its start).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{request}: HTTP {status} {kind}: {message} {details}{}", if body.is_empty() { String::new() } else { format!(" (body: {body})") })]
+pub struct ApiError {
+    pub request: Request,
+    pub status: u16,
+    pub kind: String,
+    pub message: String,
+    pub details: String,
+    pub body: String,
+}
+
 /// What went wrong talking to Mayastor.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -68,18 +82,9 @@ pub enum Error {
     },
     #[error("{request}: no answer within {timeout:?}")]
     Timeout { request: Request, timeout: Duration },
-    /// The server answered an error. `kind`, `message` and `details` come from its
-    /// `RestJsonError` body; they are empty when the body was not one (`body` keeps
-    /// the start of it then).
-    #[error("{request}: HTTP {status} {kind}: {message} {details}{}", if body.is_empty() { String::new() } else { format!(" (body: {body})") })]
-    Api {
-        request: Request,
-        status: u16,
-        kind: String,
-        message: String,
-        details: String,
-        body: String,
-    },
+    /// The server answered an error.
+    #[error("{0}")]
+    Api(Box<ApiError>),
     /// The server does not have this endpoint (404 without a `RestJsonError`, 405 or
     /// 501): an older Mayastor, e.g. pool cordon before OpenEBS 4.4.
     #[error("{request}: this Mayastor does not serve the endpoint (HTTP {status})")]
@@ -96,7 +101,7 @@ impl Error {
     /// The server's error kind (`NotFound`, `ResourceExhausted`, `FailedPrecondition`…).
     pub fn kind(&self) -> Option<&str> {
         match self {
-            Error::Api { kind, .. } if !kind.is_empty() => Some(kind),
+            Error::Api(e) if !e.kind.is_empty() => Some(&e.kind),
             _ => None,
         }
     }
@@ -104,7 +109,8 @@ impl Error {
     /// The HTTP status, when the server answered.
     pub fn status(&self) -> Option<u16> {
         match self {
-            Error::Api { status, .. } | Error::Unsupported { status, .. } => Some(*status),
+            Error::Api(e) => Some(e.status),
+            Error::Unsupported { status, .. } => Some(*status),
             _ => None,
         }
     }
@@ -115,9 +121,9 @@ impl Error {
             Error::Url { .. } | Error::NoSteeringLabel { .. } => None,
             Error::Unreachable { request, .. }
             | Error::Timeout { request, .. }
-            | Error::Api { request, .. }
             | Error::Unsupported { request, .. }
             | Error::Malformed { request, .. } => Some(request),
+            Error::Api(e) => Some(&e.request),
         }
     }
 
@@ -125,7 +131,7 @@ impl Error {
     pub fn is_transient(&self) -> bool {
         match self {
             Error::Unreachable { .. } | Error::Timeout { .. } => true,
-            Error::Api { status, .. } => *status >= 500 && *status != 501 && *status != 507,
+            Error::Api(e) => e.status >= 500 && e.status != 501 && e.status != 507,
             _ => false,
         }
     }
@@ -450,21 +456,21 @@ pub fn decode<T: DeserializeOwned>(
             request: request.clone(),
             status,
         }),
-        (_, Some(e)) => Err(Error::Api {
+        (_, Some(e)) => Err(Error::Api(Box::new(ApiError {
             request: request.clone(),
             status,
             kind: e.kind,
             message: e.message,
             details: e.details,
             body: String::new(),
-        }),
-        (_, None) => Err(Error::Api {
+        }))),
+        (_, None) => Err(Error::Api(Box::new(ApiError {
             request: request.clone(),
             status,
             kind: String::new(),
             message: String::new(),
             details: String::new(),
             body: String::from_utf8_lossy(&body[..body.len().min(512)]).into_owned(),
-        }),
+        }))),
     }
 }

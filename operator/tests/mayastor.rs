@@ -347,15 +347,10 @@ async fn replica_count_rules_refuse_with_the_servers_kind_and_status() {
         (missing.status(), missing.kind()),
         (Some(404), Some("NotFound"))
     );
-    let Error::Api {
-        request,
-        message,
-        details,
-        ..
-    } = &missing
-    else {
+    let Error::Api(api) = &missing else {
         panic!("an API error: {missing}")
     };
+    let (request, message, details) = (&api.request, &api.message, &api.details);
     assert_eq!(request.method, Method::GET);
     assert_eq!(request.path, "/v0/volumes/no-such-volume");
     assert!(
