@@ -1,77 +1,21 @@
-//! The Mayastor REST client against the stateful simulator over real HTTP on
-//! 127.0.0.1 (no real Mayastor runs here: it needs SPDK and hugepages). Every test
-//! asserts on what the client got back, on the requests the simulator received and on
-//! the simulator's state.
+//! The Mayastor REST client against the stateful simulator (and a fixed-answer
+//! server) over real HTTP on 127.0.0.1 — no real Mayastor runs here: it needs SPDK and
+//! hugepages. Listing, lenient parsing, errors with the server's kind/message/status,
+//! injected faults, pool labels, cordons and their fallback. Every test asserts on what
+//! the client got back, on the requests the simulator received and on its state.
 
-use std::{collections::BTreeMap, time::Duration};
+#[path = "support/mayastor.rs"]
+mod support;
+
+use std::time::Duration;
 
 use couchestor_operator::mayastor::{
-    ChildState, Config, Error, Mayastor, PoolCordon, ReplicaState, Steering, Volume, VolumeStatus,
-    sim::{Behaviour, Cluster, Fault, Sim, VictimPolicy, VolumeSetup},
+    Config, Error, Mayastor, PoolCordon, ReplicaState, Steering, VolumeStatus,
+    sim::{Behaviour, Fault, Sim, VolumeSetup},
 };
 use hyper::Method;
+use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-const GIB: u64 = 1024 * 1024 * 1024;
-const VOL: &str = "9f2c1e3a-52f4-4c6a-9d7e-2f9a1b0c4d11";
-const CREATED_BY: (&str, &str) = ("openebs.io/created-by", "operator-diskpool");
-
-/// Inclusion labels of a volume created with `poolHasTopologyKey: tier`.
-fn tiered_inclusion() -> BTreeMap<String, String> {
-    BTreeMap::from([
-        (CREATED_BY.0.to_owned(), CREATED_BY.1.to_owned()),
-        ("tier".to_owned(), String::new()),
-    ])
-}
-
-/// Four nodes, two hot pools (n1, n2) and two cold pools (n3, n4), 100 GiB each;
-/// the volume `VOL` (10 GiB) has replicas on n1-hot and n2-hot, nexus on n1.
-fn two_tier(behaviour: Behaviour) -> Cluster {
-    let mut c = Cluster::new(behaviour);
-    for n in ["n1", "n2", "n3", "n4"] {
-        c.add_node(n);
-    }
-    c.add_pool("n1-hot", "n1", 100 * GIB, &[CREATED_BY, ("tier", "hot")])
-        .add_pool("n2-hot", "n2", 100 * GIB, &[CREATED_BY, ("tier", "hot")])
-        .add_pool("n3-cold", "n3", 100 * GIB, &[CREATED_BY, ("tier", "cold")])
-        .add_pool("n4-cold", "n4", 100 * GIB, &[CREATED_BY, ("tier", "cold")]);
-    c.add_volume(VolumeSetup {
-        uuid: VOL.to_owned(),
-        size: 10 * GIB,
-        thin: false,
-        inclusion: tiered_inclusion(),
-        target: Some("n1".to_owned()),
-        pools: vec!["n1-hot".to_owned(), "n2-hot".to_owned()],
-    })
-    .expect("volume");
-    c
-}
-
-async fn start(cluster: Cluster) -> (Sim, Mayastor) {
-    let sim = Sim::start(cluster).await.expect("simulator");
-    let client = Mayastor::new(Config::new(sim.url())).expect("client");
-    (sim, client)
-}
-
-fn pools_of(v: &Volume) -> Vec<String> {
-    let mut pools: Vec<String> = v
-        .state
-        .replica_topology
-        .values()
-        .filter_map(|r| r.pool.clone())
-        .collect();
-    pools.sort();
-    pools
-}
-
-/// Scales `VOL` up by one and lets the rebuild finish.
-async fn add_and_rebuild(sim: &Sim, client: &Mayastor) -> Volume {
-    client.set_replica_count(VOL, 3).await.expect("+1");
-    sim.advance(Duration::from_secs(10));
-    let v = client.volume(VOL).await.expect("volume");
-    assert!(v.is_settled(), "rebuilt: {v:?}");
-    v
-}
 
 #[tokio::test]
 async fn listing_reads_every_volume_page_pool_node_and_replica_over_http() {
@@ -192,141 +136,6 @@ async fn an_answer_that_is_not_the_expected_shape_is_a_malformed_error() {
 }
 
 #[tokio::test]
-async fn adding_a_replica_places_it_only_on_a_pool_with_the_volumes_inclusion_labels() {
-    let mut cluster = two_tier(Behaviour::default());
-    // The emptiest pool of all, but without `tier`: it fails the inclusion labels.
-    cluster
-        .add_node("n5")
-        .add_pool("n5-plain", "n5", 1000 * GIB, &[CREATED_BY]);
-    let (sim, client) = start(cluster).await;
-    // Make n4-cold the emptier of the two cold pools.
-    sim.with(|c| {
-        c.add_volume(VolumeSetup {
-            uuid: "other".to_owned(),
-            size: 5 * GIB,
-            thin: false,
-            inclusion: BTreeMap::new(),
-            target: None,
-            pools: vec!["n3-cold".to_owned()],
-        })
-        .map(|_| ())
-    })
-    .expect("other volume");
-
-    let v = client.set_replica_count(VOL, 3).await.expect("+1");
-    assert_eq!(v.spec.num_replicas, 3);
-    assert_eq!(pools_of(&v), ["n1-hot", "n2-hot", "n4-cold"]);
-    assert_eq!(
-        sim.with(|c| c.replica_pools(VOL)),
-        ["n1-hot", "n2-hot", "n4-cold"]
-    );
-    let put = sim.mutations();
-    assert_eq!(put.len(), 1);
-    assert_eq!(put[0].method, "PUT");
-    assert_eq!(put[0].path, format!("/v0/volumes/{VOL}/replica_count/3"));
-    assert_eq!(put[0].status, 200);
-}
-
-#[tokio::test]
-async fn cordoned_pools_cordoned_nodes_full_pools_and_used_nodes_take_no_new_replica() {
-    let mut cluster = two_tier(Behaviour::default());
-    // n1 already holds a replica: its empty cold pool is out.
-    cluster.add_pool("n1-cold", "n1", 1000 * GIB, &[CREATED_BY, ("tier", "cold")]);
-    // Too small for a 10 GiB replica.
-    cluster
-        .add_node("n5")
-        .add_pool("n5-tiny", "n5", 5 * GIB, &[CREATED_BY, ("tier", "cold")]);
-    let (sim, client) = start(cluster).await;
-    client
-        .cordon_pool("n3-cold", PoolCordon::REPLICAS)
-        .await
-        .expect("cordon pool");
-    client
-        .cordon_node("n4", "couchestor")
-        .await
-        .expect("cordon node");
-
-    let err = client
-        .set_replica_count(VOL, 3)
-        .await
-        .expect_err("no pool is eligible");
-    assert_eq!(err.status(), Some(507));
-    assert_eq!(err.kind(), Some("ResourceExhausted"));
-    assert!(
-        err.to_string().contains("Not enough suitable pools"),
-        "{err}"
-    );
-    assert_eq!(
-        sim.with(|c| c.num_replicas(VOL)),
-        Some(2),
-        "nothing changed"
-    );
-
-    // Lifting the node cordon makes exactly n4-cold eligible.
-    client
-        .uncordon_node("n4", "couchestor")
-        .await
-        .expect("uncordon");
-    let v = client.set_replica_count(VOL, 3).await.expect("+1");
-    assert_eq!(pools_of(&v), ["n1-hot", "n2-hot", "n4-cold"]);
-}
-
-#[tokio::test]
-async fn a_new_replica_rebuilds_over_virtual_time_before_it_counts_as_healthy() {
-    let (sim, client) = start(two_tier(Behaviour::default())).await;
-    let v = client.set_replica_count(VOL, 3).await.expect("+1");
-    let (new_id, new) = v
-        .state
-        .replica_topology
-        .iter()
-        .find(|(_, r)| r.pool.as_deref() == Some("n3-cold"))
-        .expect("new replica on n3-cold");
-    assert_eq!(new.child_status, Some(ChildState::Degraded));
-    assert_eq!(new.rebuild_progress, Some(0));
-    assert_eq!(v.state.status, VolumeStatus::Degraded);
-    assert!(!v.is_settled());
-    let pools = client.pools().await.expect("pools");
-    assert_eq!(
-        v.observed(&pools, couchestor_core::tier::Load::Unknown)
-            .replica_pools
-            .len(),
-        2
-    );
-
-    sim.advance(Duration::from_secs(4));
-    let v = client.volume(VOL).await.expect("volume");
-    let r = &v.state.replica_topology[new_id];
-    assert_eq!(r.rebuild_progress, Some(40));
-    let nexus = v.state.target.as_ref().expect("nexus");
-    let child = nexus
-        .children
-        .iter()
-        .find(|c| c.replica_uuid() == Some(new_id.as_str()))
-        .expect("child of the new replica");
-    assert_eq!(
-        (child.state, child.rebuild_progress),
-        (ChildState::Degraded, Some(40))
-    );
-    assert_eq!(nexus.rebuilds, 1);
-
-    sim.advance(Duration::from_secs(6));
-    let v = client.volume(VOL).await.expect("volume");
-    let r = &v.state.replica_topology[new_id];
-    assert_eq!(
-        (r.child_status, r.rebuild_progress),
-        (Some(ChildState::Online), None)
-    );
-    assert_eq!(v.state.status, VolumeStatus::Online);
-    assert!(v.is_settled());
-    assert_eq!(
-        v.observed(&pools, couchestor_core::tier::Load::Unknown)
-            .replica_pools
-            .len(),
-        3
-    );
-}
-
-#[tokio::test]
 async fn replica_count_rules_refuse_with_the_servers_kind_and_status() {
     let (sim, client) = start(two_tier(Behaviour::default())).await;
     let same = client
@@ -376,108 +185,6 @@ async fn replica_count_rules_refuse_with_the_servers_kind_and_status() {
     );
     assert!(busy.to_string().contains("Degraded"), "{busy}");
     assert_eq!(sim.with(|c| c.num_replicas(VOL)), Some(3));
-}
-
-#[tokio::test]
-async fn scale_down_by_the_documented_order_keeps_the_local_replica_when_nothing_steers() {
-    let (sim, client) = start(two_tier(Behaviour::default())).await;
-    add_and_rebuild(&sim, &client).await;
-    let v = client.set_replica_count(VOL, 2).await.expect("-1");
-    // All healthy, all children, all fit and uncordoned: remote before local, so the
-    // local n1-hot replica stays; between the two remote ones the order is arbitrary.
-    assert!(
-        pools_of(&v).contains(&"n1-hot".to_owned()),
-        "{:?}",
-        pools_of(&v)
-    );
-    assert_eq!(v.state.replica_topology.len(), 2);
-}
-
-#[tokio::test]
-async fn scale_down_by_the_documented_order_removes_the_replica_on_the_cordoned_source_pool() {
-    let (sim, client) = start(two_tier(Behaviour::default())).await;
-    add_and_rebuild(&sim, &client).await;
-    client
-        .cordon_pool("n1-hot", PoolCordon::REPLICAS)
-        .await
-        .expect("cordon");
-    let v = client.set_replica_count(VOL, 2).await.expect("-1");
-    assert_eq!(pools_of(&v), ["n2-hot", "n3-cold"]);
-}
-
-#[tokio::test]
-async fn scale_down_by_the_documented_order_removes_a_replica_whose_pool_no_longer_fits_the_topology()
- {
-    let (sim, client) = start(two_tier(Behaviour::default())).await;
-    add_and_rebuild(&sim, &client).await;
-    client
-        .delete_pool_label("n1-hot", "tier")
-        .await
-        .expect("unlabel");
-    let v = client.set_replica_count(VOL, 2).await.expect("-1");
-    assert_eq!(pools_of(&v), ["n2-hot", "n3-cold"]);
-}
-
-#[tokio::test]
-async fn the_2024_scale_down_order_ignores_cordons_and_keeps_the_local_replica() {
-    let behaviour = Behaviour {
-        topology_aware_scale_down: false,
-        ..Behaviour::default()
-    };
-    let (sim, client) = start(two_tier(behaviour)).await;
-    add_and_rebuild(&sim, &client).await;
-    client
-        .cordon_pool("n1-hot", PoolCordon::REPLICAS)
-        .await
-        .expect("cordon");
-    let v = client.set_replica_count(VOL, 2).await.expect("-1");
-    assert!(
-        pools_of(&v).contains(&"n1-hot".to_owned()),
-        "{:?}",
-        pools_of(&v)
-    );
-}
-
-#[tokio::test]
-async fn the_adversarial_victim_is_the_healthy_replica_just_built_on_the_target_tier() {
-    let behaviour = Behaviour {
-        victims: VictimPolicy::Adversarial,
-        ..Behaviour::default()
-    };
-    let (sim, client) = start(two_tier(behaviour)).await;
-    add_and_rebuild(&sim, &client).await;
-    // The operator steers the source replica to be the victim…
-    client
-        .cordon_pool("n1-hot", PoolCordon::REPLICAS)
-        .await
-        .expect("cordon");
-    let v = client.set_replica_count(VOL, 2).await.expect("-1");
-    // …and the adversary removes the new cold replica instead.
-    assert_eq!(pools_of(&v), ["n1-hot", "n2-hot"]);
-    assert_eq!(v.healthy_replicas().count(), 2);
-}
-
-#[tokio::test]
-async fn an_unhealthy_replica_goes_first_and_the_last_healthy_one_is_never_removed() {
-    let (sim, client) = start(two_tier(Behaviour::default())).await;
-    add_and_rebuild(&sim, &client).await;
-    sim.with(|c| c.fault_pool("n2-hot"));
-    let v = client.set_replica_count(VOL, 2).await.expect("-1");
-    assert_eq!(
-        pools_of(&v),
-        ["n1-hot", "n3-cold"],
-        "the faulted replica went"
-    );
-
-    // Even the adversary, with one healthy replica left, removes only the faulted one.
-    sim.with(|c| {
-        c.behaviour.victims = VictimPolicy::Adversarial;
-        c.fault_pool("n3-cold");
-    });
-    let v = client.set_replica_count(VOL, 1).await.expect("-1");
-    assert_eq!(pools_of(&v), ["n1-hot"]);
-    assert_eq!(v.healthy_replicas().count(), 1);
-    assert_eq!(sim.with(|c| c.healthy_low_water(VOL)), Some(1));
 }
 
 #[tokio::test]
@@ -562,72 +269,6 @@ async fn a_slow_answer_is_a_timeout_while_the_request_is_still_carried_out() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-}
-
-#[tokio::test]
-async fn a_rebuild_that_fails_leaves_a_faulted_child_and_a_degraded_volume() {
-    let (sim, client) = start(two_tier(Behaviour::default())).await;
-    sim.with(|c| c.fail_next_rebuild_on("n3-cold", 60));
-    client.set_replica_count(VOL, 3).await.expect("+1");
-    sim.advance(Duration::from_secs(5));
-    let v = client.volume(VOL).await.expect("volume");
-    assert_eq!(
-        v.state
-            .replica_topology
-            .values()
-            .filter(|r| r.is_rebuilding())
-            .count(),
-        1
-    );
-    sim.advance(Duration::from_secs(5));
-    let v = client.volume(VOL).await.expect("volume");
-    let r = v
-        .state
-        .replica_topology
-        .values()
-        .find(|r| r.pool.as_deref() == Some("n3-cold"))
-        .expect("replica");
-    assert_eq!(
-        (r.child_status, r.rebuild_progress),
-        (Some(ChildState::Faulted), None)
-    );
-    assert_eq!(v.state.status, VolumeStatus::Degraded);
-    assert_eq!(v.healthy_replicas().count(), 2);
-    assert!(!v.is_settled());
-}
-
-#[tokio::test]
-async fn a_faulted_pool_faults_its_replicas_and_takes_no_new_replica() {
-    let (sim, client) = start(two_tier(Behaviour::default())).await;
-    sim.with(|c| {
-        c.fault_pool("n3-cold");
-        c.fault_pool("n2-hot");
-    });
-    let v = client.volume(VOL).await.expect("volume");
-    assert_eq!(v.state.status, VolumeStatus::Degraded);
-    let on_n2 = v
-        .state
-        .replica_topology
-        .values()
-        .find(|r| r.pool.as_deref() == Some("n2-hot"))
-        .expect("replica");
-    assert_eq!(on_n2.state, ReplicaState::Faulted);
-    assert_eq!(on_n2.child_status, Some(ChildState::Faulted));
-    let pool = client.pool("n3-cold").await.expect("pool");
-    assert_eq!(
-        pool.status(),
-        couchestor_operator::mayastor::PoolStatus::Faulted
-    );
-    assert!(
-        sim.with(|c| c.eligible_pools(VOL))
-            .iter()
-            .all(|p| p != "n3-cold")
-    );
-    let err = client
-        .set_replica_count(VOL, 3)
-        .await
-        .expect_err("degraded");
-    assert_eq!(err.kind(), Some("FailedPrecondition"));
 }
 
 #[tokio::test]
@@ -905,4 +546,40 @@ async fn the_simulator_speaks_the_specs_wire_names() {
     ] {
         assert!(pool.contains(name), "{name} missing from {pool}");
     }
+}
+
+#[tokio::test]
+async fn the_bearer_token_is_sent_on_every_request_when_configured() {
+    let sim = Sim::start(two_tier(Behaviour::default()))
+        .await
+        .expect("simulator");
+    let mut config = Config::new(sim.url());
+    config.bearer_token = Some("s3cret".to_owned());
+    let client = Mayastor::new(config).expect("client");
+    client.volume(VOL).await.expect("volume");
+    client
+        .put_pool_label("n3-cold", "k", "v", false)
+        .await
+        .expect("label");
+    let auth: Vec<Option<String>> = sim.log().into_iter().map(|r| r.authorization).collect();
+    assert_eq!(
+        auth,
+        [
+            Some("Bearer s3cret".to_owned()),
+            Some("Bearer s3cret".to_owned())
+        ]
+    );
+
+    let (sim, client) = start(two_tier(Behaviour::default())).await;
+    client.volume(VOL).await.expect("volume");
+    assert_eq!(sim.log()[0].authorization, None, "no token: no header");
+}
+
+#[test]
+fn only_plain_http_urls_are_accepted() {
+    for bad in ["https://rest:8080", "rest:8081", "ftp://rest", "http://"] {
+        let err = Mayastor::new(Config::new(bad)).expect_err(bad);
+        assert!(matches!(err, Error::Url { .. }), "{bad}: {err}");
+    }
+    Mayastor::new(Config::new("http://mayastor-api-rest:8081/")).expect("in-cluster URL");
 }

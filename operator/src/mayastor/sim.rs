@@ -46,6 +46,8 @@ pub struct LoggedRequest {
     /// Path and query, as sent (percent-encoded).
     pub path: String,
     pub body: String,
+    /// The `Authorization` header, if any.
+    pub authorization: Option<String>,
     /// The status answered (after faults).
     pub status: u16,
 }
@@ -228,6 +230,11 @@ impl Sim {
 
 async fn handle(State(shared): State<Arc<Mutex<Shared>>>, request: Request) -> Response {
     let method = request.method().clone();
+    let authorization = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     let path = request
         .uri()
         .path_and_query()
@@ -239,11 +246,24 @@ async fn handle(State(shared): State<Arc<Mutex<Shared>>>, request: Request) -> R
     let body = String::from_utf8_lossy(&body).into_owned();
     // The work runs in its own task: a client that gives up (timeout, closed
     // connection) does not cancel it, as it would not cancel Mayastor's core agent.
-    let work = tokio::spawn(serve(shared, method, path, body));
+    let work = tokio::spawn(serve(shared, method, path, body, authorization));
     work.await.unwrap_or_else(|_| Response::new(Body::empty()))
 }
 
-async fn serve(shared: Arc<Mutex<Shared>>, method: Method, path: String, body: String) -> Response {
+async fn serve(
+    shared: Arc<Mutex<Shared>>,
+    method: Method,
+    path: String,
+    body: String,
+    authorization: Option<String>,
+) -> Response {
+    let seen = LoggedRequest {
+        method: method.to_string(),
+        path,
+        body,
+        authorization,
+        status: 0,
+    };
     // Pick the fault (and use up one of its hits) before any wait.
     let fault = {
         let mut s = lock(&shared);
@@ -253,7 +273,7 @@ async fn serve(shared: Arc<Mutex<Shared>>, method: Method, path: String, body: S
         }
         s.faults
             .iter_mut()
-            .find(|f| f.matches(&method, &path))
+            .find(|f| f.matches(&method, &seen.path))
             .map(|f| {
                 if let Some(n) = &mut f.times {
                     *n -= 1;
@@ -270,7 +290,7 @@ async fn serve(shared: Arc<Mutex<Shared>>, method: Method, path: String, body: S
             after_apply,
         }) => {
             if !after_apply {
-                return finish(&shared, &method, &path, body, failed(status, &kind));
+                return finish(&shared, seen, failed(status, &kind));
             }
             failure = Some((status, kind));
         }
@@ -278,13 +298,13 @@ async fn serve(shared: Arc<Mutex<Shared>>, method: Method, path: String, body: S
     }
     let answer = {
         let mut s = lock(&shared);
-        route(&mut s.cluster, &method, &path, &body)
+        route(&mut s.cluster, &method, &seen.path, &seen.body)
     };
     let answer = match failure {
         Some((status, kind)) => failed(status, &kind),
         None => answer,
     };
-    finish(&shared, &method, &path, body, answer)
+    finish(&shared, seen, answer)
 }
 
 /// A route's answer: status and JSON, or status without a body.
@@ -299,20 +319,10 @@ fn failed(status: u16, kind: &str) -> Answer {
     (status, Some(body))
 }
 
-fn finish(
-    shared: &Mutex<Shared>,
-    method: &Method,
-    path: &str,
-    body: String,
-    answer: Answer,
-) -> Response {
+fn finish(shared: &Mutex<Shared>, mut seen: LoggedRequest, answer: Answer) -> Response {
     let (status, json) = answer;
-    lock(shared).log.push(LoggedRequest {
-        method: method.to_string(),
-        path: path.to_owned(),
-        body,
-        status,
-    });
+    seen.status = status;
+    lock(shared).log.push(seen);
     let builder = Response::builder()
         .status(StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR));
     let response = match json {
