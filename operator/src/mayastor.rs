@@ -2,7 +2,8 @@
 //! feature — a stateful simulator of it for tests.
 //!
 //! Only what a tiering operator needs (`../shared/reference/mayastor-csi.md` §1):
-//! reading volumes (spec, state, `replica_topology`, nexus children, rebuild progress),
+//! reading volumes (spec, state, `replica_topology`, nexus children, rebuild progress
+//! and history),
 //! pools (labels, cordon, capacity, status), nodes and replicas; setting a volume's
 //! replica count (the only supported way to add or remove a replica: the control plane
 //! chooses the pool and the victim); putting and deleting pool labels; cordoning pools
@@ -236,6 +237,13 @@ impl Mayastor {
     /// One volume.
     pub async fn volume(&self, uuid: &str) -> Result<Volume, Error> {
         let path = format!("/v0/volumes/{}", segment(uuid));
+        self.json(Method::GET, &path, None).await
+    }
+
+    /// The finished rebuilds of a volume's nexus (to cross-check that a new replica
+    /// was fully rebuilt, reference §1.6 step 4).
+    pub async fn rebuild_history(&self, uuid: &str) -> Result<RebuildHistory, Error> {
+        let path = format!("/v0/volumes/{}/rebuild-history", segment(uuid));
         self.json(Method::GET, &path, None).await
     }
 

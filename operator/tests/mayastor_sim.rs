@@ -341,3 +341,56 @@ async fn with_auto_advance_a_polling_client_sees_the_rebuild_finish_without_a_ti
     assert_eq!(pools_of(&settled), ["n1-hot", "n2-hot", "n3-cold"]);
     assert_eq!(sim.with(|c| c.now()), Duration::from_secs(15));
 }
+
+#[tokio::test]
+async fn the_rebuild_history_records_completed_and_failed_rebuilds_of_the_new_child() {
+    let (sim, client) = start(two_tier(Behaviour::default())).await;
+    let empty = client.rebuild_history(VOL).await.expect("history");
+    assert_eq!((empty.target_uuid.as_str(), empty.records.len()), (VOL, 0));
+
+    let v = add_and_rebuild(&sim, &client).await;
+    let cold = v
+        .state
+        .replica_topology
+        .iter()
+        .find(|(_, r)| r.pool.as_deref() == Some("n3-cold"))
+        .map(|(id, _)| id.clone())
+        .expect("cold replica");
+    let history = client.rebuild_history(VOL).await.expect("history");
+    assert_eq!(history.records.len(), 1);
+    let record = &history.records[0];
+    assert!(record.completed(), "{record:?}");
+    assert_eq!(record.replica_uuid(), Some(cold.as_str()));
+    assert!(
+        record.child_uri.starts_with("nvmf://"),
+        "{}",
+        record.child_uri
+    );
+    assert!(!record.src_uri.is_empty() && record.src_uri != record.child_uri);
+    assert_eq!(record.blocks_recovered, record.blocks_total);
+    assert!(!record.is_partial);
+    assert_eq!(
+        (record.start_time.as_str(), record.end_time.as_str()),
+        (
+            "2026-01-01T00:00:00.000000000Z",
+            "2026-01-01T00:00:10.000000000Z"
+        )
+    );
+
+    // Drop the cold replica, then rebuild onto n4-cold (the only eligible pool), failing.
+    client
+        .cordon_pool("n3-cold", PoolCordon::REPLICAS)
+        .await
+        .expect("cordon");
+    let v = client.set_replica_count(VOL, 2).await.expect("-1");
+    assert_eq!(pools_of(&v), ["n1-hot", "n2-hot"]);
+    sim.with(|c| c.fail_next_rebuild_on("n4-cold", 30));
+    let v = client.set_replica_count(VOL, 3).await.expect("+1");
+    assert_eq!(pools_of(&v), ["n1-hot", "n2-hot", "n4-cold"]);
+    sim.advance(Duration::from_secs(5));
+    let history = client.rebuild_history(VOL).await.expect("history");
+    assert_eq!(history.records.len(), 2);
+    let failed = &history.records[1];
+    assert_eq!(failed.job_state, "Failed");
+    assert!(failed.blocks_recovered < failed.blocks_total);
+}

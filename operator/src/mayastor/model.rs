@@ -206,11 +206,7 @@ pub struct Child {
 impl Child {
     /// The replica UUID in the child URI's `uuid=` query parameter, if any.
     pub fn replica_uuid(&self) -> Option<&str> {
-        let query = self.uri.split_once('?')?.1;
-        query
-            .split('&')
-            .find_map(|kv| kv.strip_prefix("uuid="))
-            .filter(|u| !u.is_empty())
+        uuid_param(&self.uri)
     }
 }
 
@@ -531,6 +527,63 @@ pub struct Replica {
     pub share: String,
     #[serde(default, deserialize_with = "nullable")]
     pub kind: String,
+}
+
+/// `RebuildHistory` of a volume's nexus (`GET /volumes/{id}/rebuild-history`).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct RebuildHistory {
+    #[serde(default, rename = "targetUuid", deserialize_with = "nullable")]
+    pub target_uuid: String,
+    #[serde(default, deserialize_with = "nullable")]
+    pub records: Vec<RebuildRecord>,
+}
+
+/// `RebuildRecord`: one finished rebuild job.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct RebuildRecord {
+    #[serde(default, rename = "childUri", deserialize_with = "nullable")]
+    pub child_uri: String,
+    #[serde(default, rename = "srcUri", deserialize_with = "nullable")]
+    pub src_uri: String,
+    /// `Init|Rebuilding|Stopped|Paused|Failed|Completed`. The spec's own example
+    /// spells the key `state`, so that is accepted too.
+    #[serde(
+        default,
+        rename = "rebuildJobState",
+        alias = "state",
+        deserialize_with = "nullable"
+    )]
+    pub job_state: String,
+    #[serde(default, rename = "blocksTotal", deserialize_with = "nullable")]
+    pub blocks_total: u64,
+    #[serde(default, rename = "blocksRecovered", deserialize_with = "nullable")]
+    pub blocks_recovered: u64,
+    #[serde(default, rename = "isPartial", deserialize_with = "nullable")]
+    pub is_partial: bool,
+    #[serde(default, rename = "startTime", deserialize_with = "nullable")]
+    pub start_time: String,
+    #[serde(default, rename = "endTime", deserialize_with = "nullable")]
+    pub end_time: String,
+}
+
+impl RebuildRecord {
+    /// The replica UUID in the child URI's `uuid=` parameter, if any.
+    pub fn replica_uuid(&self) -> Option<&str> {
+        uuid_param(&self.child_uri)
+    }
+
+    /// The job finished successfully.
+    pub fn completed(&self) -> bool {
+        self.job_state == "Completed"
+    }
+}
+
+fn uuid_param(uri: &str) -> Option<&str> {
+    let query = uri.split_once('?')?.1;
+    query
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("uuid="))
+        .filter(|u| !u.is_empty())
 }
 
 /// `RestJsonError`: the body of every 4xx/5xx answer.

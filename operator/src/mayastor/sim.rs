@@ -12,7 +12,8 @@
 //! a second task). Nothing depends on wall-clock time except [`FaultAction::Delay`].
 //!
 //! Routes (all under `/v0`): `GET /volumes?max_entries=&starting_token=`,
-//! `GET /volumes/{id}`, `PUT /volumes/{id}/replica_count/{n}`, `GET /pools`,
+//! `GET /volumes/{id}`, `GET /volumes/{id}/rebuild-history`,
+//! `PUT /volumes/{id}/replica_count/{n}`, `GET /pools`,
 //! `GET /pools/{id}`, `PUT /pools/{id}/label/{key}={value}?overwrite=`,
 //! `DELETE /pools/{id}/label/{key}`, `PUT|DELETE /pools/{id}/cordon` (body
 //! `PoolCordonReq`; 404 when [`Behaviour::pool_cordon_endpoint`] is off), `GET /nodes`,
@@ -382,6 +383,7 @@ fn route(c: &mut Cluster, method: &Method, path_and_query: &str, body: &str) -> 
             ok(parse(max).and_then(|max| c.volumes_json(max, start?.unwrap_or(0))))
         }
         ["v0", "volumes", id] if get => ok(c.volume_json(id)),
+        ["v0", "volumes", id, "rebuild-history"] if get => ok(c.rebuild_history_json(id)),
         ["v0", "volumes", id, "replica_count", n] if put => ok(n
             .parse::<u8>()
             .map_err(|_| SimError::invalid(format!("replica_count {n:?} is not in 1..=255")))
@@ -420,6 +422,7 @@ fn route(c: &mut Cluster, method: &Method, path_and_query: &str, body: &str) -> 
         ["v0", "volumes"]
         | ["v0", "volumes", _]
         | ["v0", "volumes", _, "replica_count", _]
+        | ["v0", "volumes", _, "rebuild-history"]
         | ["v0", "pools"]
         | ["v0", "pools", _]
         | ["v0", "pools", _, "label", _]

@@ -137,3 +137,25 @@ fn a_rest_error_body_reads_kind_message_and_details() {
     assert!(e.details.contains("0/1"));
     assert!(!e.message.is_empty());
 }
+
+#[test]
+fn a_rebuild_history_reads_with_the_specs_key_and_its_examples_key() {
+    let h: RebuildHistory = serde_json::from_str(
+        r#"{"targetUuid": "61d6afc8-15c6-4127-b0aa-15a570198880", "records": [
+            {"childUri": "nvmf://10.1.0.5:8420/nqn.2019-05.io.openebs:r1?uuid=r1", "srcUri": "bdev:///r0?uuid=r0",
+             "rebuildJobState": "Completed", "blocksTotal": 13452, "blocksRecovered": 13452,
+             "blocksTransferred": 12343, "blocksRemaining": 0, "blockSize": 512, "isPartial": true,
+             "startTime": "2023-06-20T07:25:25.974218428Z", "endTime": "2023-06-20T07:25:25.975338717Z"},
+            {"childUri": "nvmf://x?uuid=r2", "srcUri": "bdev:///r0?uuid=r0", "state": "Failed"}]}"#,
+    )
+    .expect("parses");
+    assert_eq!(h.records.len(), 2);
+    assert!(h.records[0].completed() && h.records[0].is_partial);
+    assert_eq!(h.records[0].replica_uuid(), Some("r1"));
+    assert_eq!(h.records[0].blocks_total, 13452);
+    assert_eq!(
+        h.records[1].job_state, "Failed",
+        "the example's `state` key"
+    );
+    assert!(!h.records[1].completed());
+}

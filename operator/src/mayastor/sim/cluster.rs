@@ -153,6 +153,19 @@ struct SimVolume {
     replicas: Vec<SimReplica>,
     /// The fewest healthy replicas this volume has had since it was added.
     low_water: usize,
+    /// Finished rebuilds, oldest first.
+    history: Vec<RebuildRecord>,
+}
+
+/// A finished (completed or failed) rebuild.
+#[derive(Debug, Clone)]
+struct RebuildRecord {
+    child_uri: String,
+    src_uri: String,
+    completed: bool,
+    percent: u8,
+    start: Duration,
+    end: Duration,
 }
 
 /// A volume to add to the cluster, with its replicas already in sync.
@@ -279,6 +292,7 @@ impl Cluster {
                 target: setup.target,
                 low_water: replicas.len(),
                 replicas,
+                history: Vec::new(),
             },
         );
         Ok(self)
@@ -294,19 +308,58 @@ impl Cluster {
         self.now += by;
         let now = self.now;
         let total = self.behaviour.rebuild_time.max(Duration::from_millis(1));
-        for volume in self.volumes.values_mut() {
-            for r in &mut volume.replicas {
+        let mut finished = Vec::new();
+        for (id, volume) in &mut self.volumes {
+            for (i, r) in volume.replicas.iter_mut().enumerate() {
                 if let ChildSim::Rebuilding { started, fail_at } = r.child {
                     let progress = progress(now.saturating_sub(started), total);
-                    if fail_at.is_some_and(|f| progress >= f) {
+                    if let Some(f) = fail_at.filter(|f| progress >= *f) {
                         r.child = ChildSim::Faulted;
+                        finished.push((id.clone(), i, false, f, started));
                     } else if progress >= 100 {
                         r.child = ChildSim::Online;
+                        finished.push((id.clone(), i, true, 100, started));
                     }
                 }
             }
         }
+        for (id, i, completed, percent, start) in finished {
+            self.record_rebuild(&id, i, completed, percent, start);
+        }
         self.note_health();
+    }
+
+    fn record_rebuild(
+        &mut self,
+        id: &str,
+        i: usize,
+        completed: bool,
+        percent: u8,
+        start: Duration,
+    ) {
+        let Some(v) = self.volumes.get(id) else {
+            return;
+        };
+        let target = v.target.as_deref();
+        let r = &v.replicas[i];
+        // The source: the first other healthy replica (Mayastor picks one healthy child).
+        let src = v
+            .replicas
+            .iter()
+            .find(|o| o.uuid != r.uuid && healthy(o, &self.pools))
+            .map(|o| self.child_uri(target, &o.node, &o.uuid))
+            .unwrap_or_default();
+        let record = RebuildRecord {
+            child_uri: self.child_uri(target, &r.node, &r.uuid),
+            src_uri: src,
+            completed,
+            percent,
+            start,
+            end: self.now,
+        };
+        if let Some(v) = self.volumes.get_mut(id) {
+            v.history.push(record);
+        }
     }
 
     /// The pool goes Faulted: it takes no new replica and its replicas' children fault.
@@ -680,6 +733,29 @@ impl Cluster {
 fn progress(elapsed: Duration, total: Duration) -> u8 {
     let p = elapsed.as_nanos().saturating_mul(100) / total.as_nanos().max(1);
     u8::try_from(p.min(100)).unwrap_or(100)
+}
+
+/// RFC 3339 time of a virtual instant, counted from 2026-01-01T00:00:00Z.
+fn timestamp(at: Duration) -> String {
+    let secs = at.as_secs();
+    // Days since 2026-01-01 to a civil date (H. Hinnant's days_from_civil inverse).
+    let z = 20454 + secs / 86_400 + 719_468; // 20454 = days from 1970-01-01 to 2026-01-01
+    let era = z / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    let rem = secs % 86_400;
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:09}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        at.subsec_nanos()
+    )
 }
 
 fn replica_uuid(n: u64) -> String {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::{ChildSim, Cluster, SimError, progress};
+use super::{ChildSim, Cluster, SimError, progress, timestamp};
 
 impl Cluster {
     /// `GET /volumes/{id}`: `Volume {spec, state}`.
@@ -41,19 +41,7 @@ impl Cluster {
             });
             if v.target.is_some() {
                 t["child-status"] = json!(child_state);
-                let uri = if v.target.as_deref() == Some(r.node.as_str()) {
-                    format!("bdev:///{0}?uuid={0}", r.uuid)
-                } else {
-                    let addr = self
-                        .nodes
-                        .get(&r.node)
-                        .map(|n| n.address.as_str())
-                        .unwrap_or("0.0.0.0");
-                    format!(
-                        "nvmf://{addr}:8420/nqn.2019-05.io.openebs:{0}?uuid={0}",
-                        r.uuid
-                    )
-                };
+                let uri = self.child_uri(v.target.as_deref(), &r.node, &r.uuid);
                 let mut child = json!({"uri": uri, "state": child_state});
                 if let Some(p) = percent {
                     child["rebuildProgress"] = json!(p);
@@ -212,5 +200,51 @@ impl Cluster {
             .find(|(uuid, _)| uuid == id)
             .map(|(_, v)| v)
             .ok_or_else(|| SimError::not_found("replica", id))
+    }
+
+    /// The nexus child URI of replica `uuid` on `node`: a local bdev on the nexus node,
+    /// NVMe-oF otherwise; both carry `?uuid=`.
+    pub(super) fn child_uri(&self, target: Option<&str>, node: &str, uuid: &str) -> String {
+        if target == Some(node) {
+            format!("bdev:///{uuid}?uuid={uuid}")
+        } else {
+            let addr = self
+                .nodes
+                .get(node)
+                .map(|n| n.address.as_str())
+                .unwrap_or("0.0.0.0");
+            format!("nvmf://{addr}:8420/nqn.2019-05.io.openebs:{uuid}?uuid={uuid}")
+        }
+    }
+
+    /// `GET /volumes/{id}/rebuild-history`: `RebuildHistory {targetUuid, records}`.
+    pub fn rebuild_history_json(&self, uuid: &str) -> Result<Value, SimError> {
+        let v = self
+            .volumes
+            .get(uuid)
+            .ok_or_else(|| SimError::not_found("volume", uuid))?;
+        const BLOCK: u64 = 512;
+        let records: Vec<Value> = v
+            .history
+            .iter()
+            .map(|h| {
+                let total = v.size / BLOCK;
+                let done = total * u64::from(h.percent) / 100;
+                json!({
+                    "childUri": h.child_uri,
+                    "srcUri": h.src_uri,
+                    "rebuildJobState": if h.completed { "Completed" } else { "Failed" },
+                    "blocksTotal": total,
+                    "blocksRecovered": done,
+                    "blocksTransferred": done,
+                    "blocksRemaining": total - done,
+                    "blockSize": BLOCK,
+                    "isPartial": false,
+                    "startTime": timestamp(h.start),
+                    "endTime": timestamp(h.end),
+                })
+            })
+            .collect();
+        Ok(json!({"targetUuid": uuid, "records": records}))
     }
 }
