@@ -26,6 +26,8 @@ use std::{collections::BTreeMap, time::Duration};
 use serde_json::{Value, json};
 
 mod render;
+#[cfg(test)]
+mod tests;
 
 /// Labels.
 pub type Labels = BTreeMap<String, String>;
