@@ -139,7 +139,7 @@ impl Error {
 }
 
 /// How to reach the REST service.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Config {
     /// `http://<release>-api-rest:8081` (the `/v0` prefix is added by the client).
     pub base_url: String,
@@ -150,6 +150,21 @@ pub struct Config {
     pub timeout: Duration,
     /// `max_entries` for `GET /volumes`; 0 asks for everything in one page.
     pub page_size: u32,
+}
+
+// By hand, so that the token never reaches a log line.
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("base_url", &self.base_url)
+            .field(
+                "bearer_token",
+                &self.bearer_token.as_ref().map(|_| "<redacted>"),
+            )
+            .field("timeout", &self.timeout)
+            .field("page_size", &self.page_size)
+            .finish()
+    }
 }
 
 impl Config {
@@ -178,13 +193,23 @@ pub enum Steering {
 }
 
 /// The Mayastor REST API.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Mayastor {
     base: String,
     token: Option<String>,
     timeout: Duration,
     page_size: u32,
     client: Client<HttpConnector, Full<Bytes>>,
+}
+
+impl fmt::Debug for Mayastor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Mayastor")
+            .field("base", &self.base)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Mayastor {
@@ -382,6 +407,7 @@ impl Mayastor {
             path: path.to_owned(),
         };
         let (status, bytes) = self.send(&request, body).await?;
+        tracing::debug!(method = %request.method, path = %request.path, status, "mayastor REST");
         decode(&request, status, &bytes)
     }
 

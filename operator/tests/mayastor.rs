@@ -561,6 +561,10 @@ async fn the_bearer_token_is_sent_on_every_request_when_configured() {
         .put_pool_label("n3-cold", "k", "v", false)
         .await
         .expect("label");
+    assert!(
+        !format!("{client:?}").contains("s3cret"),
+        "the token stays out of Debug"
+    );
     let auth: Vec<Option<String>> = sim.log().into_iter().map(|r| r.authorization).collect();
     assert_eq!(
         auth,

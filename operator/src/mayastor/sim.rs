@@ -20,6 +20,11 @@
 //! `GET /nodes/{id}`, `PUT|DELETE /nodes/{id}/cordon/{label}`, `GET /replicas`,
 //! `GET /replicas/{id}`. An unknown path answers 404 and a known path with another
 //! method 405, both without a body, as an actix server does.
+//!
+//! Compiled only with the `sim` cargo feature: test code stays out of the operator
+//! binary, while this crate's tests (through a dev-dependency on the crate itself with
+//! `sim`) and other crates' tests (`couchestor-operator = { features = ["sim"] }`) get
+//! it without extra flags. What is faithful and what is simplified: `operator/README.md`.
 
 mod cluster;
 
