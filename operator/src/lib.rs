@@ -6,7 +6,14 @@
 //!   cycle giving each volume's IOPS and how much history backs it; any failure makes
 //!   the loads *unknown*, never idle.
 //!
-//! The controllers, the Mayastor client and simulator, the migration executor, leader
-//! election and the admin server are not built yet.
+//! - [`mayastor`]: the Mayastor REST v0 client — lenient types for volumes, pools,
+//!   nodes and replicas; replica count, pool labels, pool and node cordons; errors
+//!   carrying the server's `kind`/`message`. With the `sim` feature,
+//!   [`mayastor::sim`] is a stateful simulator of the same API for tests (no real
+//!   Mayastor runs here).
+//!
+//! The controllers, the migration executor, leader election and the admin server are
+//! not built yet.
 
+pub mod mayastor;
 pub mod prometheus;
