@@ -1,13 +1,17 @@
 //! Encode and reconstruct (2 shards lost) throughput of a 1 MiB stripe for k4m2 and k8m3:
-//! ISA-L vs the pure-Rust codec, with `reed-solomon-simd` (GF(2^16), a different code) as an
-//! outside baseline. Throughput counts the stripe's data bytes.
+//! our ISA-L codec vs **raw ISA-L** (the same `erasure-isa-l` calls without our checks and
+//! trait dispatch — the overhead goal is ≥ 1.0×), the pure-Rust codec, and
+//! `reed-solomon-simd` (GF(2^16), a different code) as an outside baseline. Throughput counts
+//! the stripe's data bytes.
 //!
 //! `cargo bench -p couchestor-node-agent --bench codec -- --warm-up-time 1 --measurement-time 3`
 
 use std::hint::black_box;
+use std::num::NonZeroUsize;
 
 use couchestor_node_agent::codec::{ErasureCodec, IsalCodec, PureRustCodec};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use erasure_isa_l::erasure::ErasureCode;
 
 const STRIPE: usize = 1 << 20;
 
@@ -46,6 +50,19 @@ fn bench(c: &mut Criterion) {
                 });
             });
         }
+        let raw = ErasureCode::with_cauchy(
+            NonZeroUsize::new(k).expect("k"),
+            NonZeroUsize::new(m).expect("m"),
+        )
+        .expect("raw ISA-L");
+        let mut raw_parity = vec![vec![0u8; len]; m];
+        group.bench_function(BenchmarkId::from_parameter("raw-isa-l"), |b| {
+            b.iter(|| {
+                let mut outs: Vec<&mut [u8]> =
+                    raw_parity.iter_mut().map(Vec::as_mut_slice).collect();
+                raw.encode(black_box(&refs), &mut outs).expect("encode");
+            });
+        });
         group.bench_function(BenchmarkId::from_parameter("reed-solomon-simd"), |b| {
             b.iter(|| reed_solomon_simd::encode(k, m, black_box(&refs)).expect("encode"));
         });
@@ -74,6 +91,24 @@ fn bench(c: &mut Criterion) {
                 );
             });
         }
+        // Raw ISA-L decode over the same buffers our codec builds (lost ones zeroed).
+        group.bench_function(BenchmarkId::from_parameter("raw-isa-l"), |b| {
+            b.iter_batched(
+                || {
+                    let mut d: Vec<Vec<u8>> = full[..k].to_vec();
+                    let mut p: Vec<Vec<u8>> = full[k..].to_vec();
+                    d[0] = vec![0u8; len];
+                    p[0] = vec![0u8; len];
+                    (d, p)
+                },
+                |(mut d, mut p)| {
+                    raw.decode(black_box(&mut d), &mut p, vec![0, k])
+                        .expect("decode");
+                    (d, p)
+                },
+                criterion::BatchSize::LargeInput,
+            );
+        });
         let rs_parity = reed_solomon_simd::encode(k, m, &refs).expect("encode");
         group.bench_function(BenchmarkId::from_parameter("reed-solomon-simd"), |b| {
             b.iter(|| {
