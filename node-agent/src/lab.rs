@@ -132,8 +132,12 @@ pub async fn run(config: LabConfig) -> anyhow::Result<bool> {
         };
         lab.go().await?;
         Ok::<_, anyhow::Error>(lab.summary())
-    }
-    .await;
+    };
+    // Ctrl-C stops the lab: the agents (killed when dropped) and the work directory go too.
+    let result = tokio::select! {
+        r = result => r,
+        _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+    };
     if keep {
         eprintln!("work directory kept: {}", dir.display());
     } else if let Err(e) = std::fs::remove_dir_all(&dir) {
