@@ -226,27 +226,48 @@ impl NodeAgent for AgentService {
         let mut pending: Option<Pending> = None;
         // Layouts are frozen, so one lookup per volume per stream is enough.
         let mut volumes: HashMap<String, VolumeInfo> = HashMap::new();
-        loop {
-            let msg = match stream.message().await {
-                Ok(Some(msg)) => msg,
-                Ok(None) => break,
-                Err(status) => return Err(with_progress(status, &ack)),
-            };
-            self.accept_chunk(msg, &mut pending, &mut volumes, &mut ack)
-                .await
-                .map_err(|s| with_progress(s, &ack))?;
-        }
-        if let Some(p) = pending {
-            return Err(with_progress(
-                Status::invalid_argument(format!(
+        // One shard is written (fsync, index commit) while the next one is received; shards
+        // still become durable one after the other, in stream order, and `ack` counts only
+        // those that have.
+        let mut writing: Option<Write> = None;
+        let result: Result<(), Status> = async {
+            loop {
+                let Some(msg) = stream.message().await? else {
+                    break;
+                };
+                let Some(shard) = self
+                    .accept_chunk(msg, &mut pending, &mut volumes)
+                    .await?
+                else {
+                    continue;
+                };
+                if let Some(previous) = writing.take() {
+                    finish(previous, &mut ack).await?;
+                }
+                writing = Some(self.start_write(shard));
+            }
+            if let Some(previous) = writing.take() {
+                finish(previous, &mut ack).await?;
+            }
+            if let Some(p) = pending.take() {
+                return Err(Status::invalid_argument(format!(
                     "volume {} column {} stripe {}: stream ended after {} bytes without the last chunk",
                     p.volume,
                     p.column,
                     p.stripe,
                     p.data.len()
-                )),
-                &ack,
-            ));
+                )));
+            }
+            Ok(())
+        }
+        .await;
+        if let Err(status) = result {
+            // A write still in flight finishes (or fails) before the error is reported, so
+            // the count in the message is exact.
+            if let Some(previous) = writing.take() {
+                let _ = finish(previous, &mut ack).await;
+            }
+            return Err(with_progress(status, &ack));
         }
         Ok(Response::new(ack))
     }
@@ -381,8 +402,7 @@ impl AgentService {
         msg: pb::PutShardsRequest,
         pending: &mut Option<Pending>,
         volumes: &mut HashMap<String, VolumeInfo>,
-        ack: &mut pb::PutShardsResponse,
-    ) -> Result<(), Status> {
+    ) -> Result<Option<Pending>, Status> {
         let mut shard = match pending.take() {
             Some(p) => {
                 if (p.volume.as_str(), p.column, p.stripe)
@@ -443,22 +463,46 @@ impl AgentService {
         shard.data.extend_from_slice(&msg.data);
         if !msg.last {
             *pending = Some(shard);
-            return Ok(());
+            return Ok(None);
         }
-        let Pending {
-            volume,
-            column,
-            stripe,
-            data,
-        } = shard;
-        let bytes = data.len() as u64;
-        self.blocking(move |s| s.put(&volume, column, stripe, &data))
-            .await?;
-        ack.shards_written += 1;
-        ack.bytes_written += bytes;
-        ack.highest_stripe = Some(ack.highest_stripe.map_or(stripe, |h| h.max(stripe)));
-        Ok(())
+        Ok(Some(shard))
     }
+
+    /// Starts writing a complete shard through the store on the blocking pool.
+    fn start_write(&self, shard: Pending) -> Write {
+        let store = Arc::clone(&self.store);
+        let (stripe, bytes) = (shard.stripe, shard.data.len() as u64);
+        let task = tokio::task::spawn_blocking(move || {
+            store.put(&shard.volume, shard.column, shard.stripe, &shard.data)
+        });
+        Write {
+            task,
+            stripe,
+            bytes,
+        }
+    }
+}
+
+/// A shard being written.
+struct Write {
+    task: tokio::task::JoinHandle<Result<u64, store::Error>>,
+    stripe: u64,
+    bytes: u64,
+}
+
+/// Waits for a write and counts it in `ack` once it is durable.
+async fn finish(write: Write, ack: &mut pb::PutShardsResponse) -> Result<(), Status> {
+    write
+        .task
+        .await
+        .map_err(|e| Status::internal(format!("shard store task failed: {e}")))??;
+    ack.shards_written += 1;
+    ack.bytes_written += write.bytes;
+    ack.highest_stripe = Some(
+        ack.highest_stripe
+            .map_or(write.stripe, |h| h.max(write.stripe)),
+    );
+    Ok(())
 }
 
 /// The messages carrying one healthy shard, in chunks.
