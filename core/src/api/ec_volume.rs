@@ -18,7 +18,7 @@ pub struct EcLayout {
     #[schemars(range(min = 65536, max = 67108864))]
     pub stripe_size_bytes: u64,
     /// Which encoder produced the parity (different codecs produce different parity),
-    /// e.g. `rs-gf8-isal-v1`.
+    /// e.g. `rs-gf8-cauchy-v1`.
     #[schemars(length(min = 1, max = 63))]
     pub codec_id: String,
 }
