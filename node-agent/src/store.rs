@@ -14,6 +14,7 @@
 //! The API is synchronous; async callers use `spawn_blocking`. `ShardStore` is `Send + Sync`
 //! and methods take `&self`; writers of the same shard are serialised internally.
 
+mod batch;
 mod file;
 mod index;
 mod recovery;
@@ -29,7 +30,6 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use redb::{Database, ReadableDatabase, ReadableTable};
 
 use crate::shard::{self, BLOCK_BYTES, ShardHeader};
-use file::AlignedBuf;
 use index::{DIRTY, SHARDS, STATE, VOLUMES, VolumeMeta};
 
 pub use index::{IndexEntry, ShardState, VolumeLayout};
@@ -207,6 +207,46 @@ fn lock(m: &Mutex<()>) -> MutexGuard<'_, ()> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// Checks a shard against the volume's layout; returns the slot's payload capacity and the
+/// shard's byte offset in its column file.
+fn slot_of(
+    volume: &str,
+    layout: &VolumeLayout,
+    column: u32,
+    stripe: u64,
+    len: usize,
+) -> Result<(u32, u64), Error> {
+    let columns = u32::from(layout.data_shards) + u32::from(layout.parity_shards);
+    if column >= columns {
+        return Err(Error::ColumnOutOfRange {
+            volume: volume.to_owned(),
+            column,
+            columns,
+        });
+    }
+    let capacity = layout.shard_bytes();
+    if len as u64 > capacity {
+        return Err(Error::PayloadTooLarge {
+            volume: volume.to_owned(),
+            column,
+            stripe,
+            len,
+            capacity,
+        });
+    }
+    // `create_volume` bounds the shard size to u32.
+    let slot_payload_bytes = capacity as u32;
+    let offset = stripe
+        .checked_mul(shard::slot_bytes(slot_payload_bytes))
+        .filter(|o| *o <= i64::MAX as u64)
+        .ok_or_else(|| Error::StripeOutOfRange {
+            volume: volume.to_owned(),
+            column,
+            stripe,
+        })?;
+    Ok((slot_payload_bytes, offset))
+}
+
 fn column_path(root: &Path, volume: &str, column: u32) -> PathBuf {
     root.join(volume).join(format!("col-{column}.shards"))
 }
@@ -341,89 +381,8 @@ impl ShardStore {
         stripe: u64,
         payload: &[u8],
     ) -> Result<u64, Error> {
-        let meta = self.meta(volume)?;
-        let layout = &meta.layout;
-        let columns = u32::from(layout.data_shards) + u32::from(layout.parity_shards);
-        if column >= columns {
-            return Err(Error::ColumnOutOfRange {
-                volume: volume.to_owned(),
-                column,
-                columns,
-            });
-        }
-        let capacity = layout.shard_bytes();
-        if payload.len() as u64 > capacity {
-            return Err(Error::PayloadTooLarge {
-                volume: volume.to_owned(),
-                column,
-                stripe,
-                len: payload.len(),
-                capacity,
-            });
-        }
-        // `create_volume` bounds the shard size to u32.
-        let slot_payload_bytes = capacity as u32;
-        let offset = stripe
-            .checked_mul(shard::slot_bytes(slot_payload_bytes))
-            .filter(|o| *o <= i64::MAX as u64)
-            .ok_or_else(|| Error::StripeOutOfRange {
-                volume: volume.to_owned(),
-                column,
-                stripe,
-            })?;
-        let _guard = lock(self.shard_lock(volume, column, stripe));
-        let disk = self.column_disk(volume, column)?;
-        let path = column_path(&disk.root, volume, column);
-
-        let previous = self.entry(volume, column, stripe)?;
-        let generation = previous.map_or(1, |e| e.generation + 1);
-        if let Some(prev) = previous {
-            // Overwriting in place can tear the old bytes; say so in the index first, so a
-            // crash mid-write is found and repaired rather than served.
-            self.commit_entry(
-                volume,
-                column,
-                stripe,
-                &IndexEntry {
-                    state: ShardState::Rewriting,
-                    ..prev
-                },
-            )?;
-        }
-        let payload_crc32c = crc32c::crc32c(payload);
-        let header = ShardHeader {
-            volume_id: volume.to_owned(),
-            column,
-            stripe,
-            generation,
-            codec_id: layout.codec_id.clone(),
-            k: layout.data_shards,
-            m: layout.parity_shards,
-            payload_len: payload.len() as u32,
-            payload_crc32c,
-            slot_payload_bytes,
-        };
-        let mut buf = AlignedBuf::zeroed(BLOCK_BYTES + payload.len());
-        let bytes = buf.as_mut_slice();
-        header.encode_into(&mut bytes[..BLOCK_BYTES])?;
-        bytes[BLOCK_BYTES..BLOCK_BYTES + payload.len()].copy_from_slice(payload);
-        let f = file::open(&path, disk.direct, false).map_err(io_err("open", &path))?;
-        file::write_durable(&f, offset, buf.as_slice())
-            .map_err(io_err("write+fdatasync", &path))?;
-        // The data is on stable storage; now the index may point at it.
-        self.commit_entry(
-            volume,
-            column,
-            stripe,
-            &IndexEntry {
-                generation,
-                offset,
-                payload_len: payload.len() as u32,
-                payload_crc32c,
-                state: ShardState::Ok,
-            },
-        )?;
-        Ok(generation)
+        let generations = self.put_batch(volume, column, &[(stripe, payload)])?;
+        Ok(generations.first().copied().unwrap_or(1))
     }
 
     /// Reads one shard, verifying its header and payload checksum. Corruption is an error,
@@ -602,10 +561,12 @@ impl ShardStore {
             .collect()
     }
 
-    fn shard_lock(&self, volume: &str, column: u32, stripe: u64) -> &Mutex<()> {
+    /// Which of the striped shard locks guards (volume, column, stripe). Code that needs
+    /// several takes each index once, in increasing order, so it cannot deadlock.
+    fn shard_lock_index(&self, volume: &str, column: u32, stripe: u64) -> usize {
         let mut h = std::collections::hash_map::DefaultHasher::new();
         (volume, column, stripe).hash(&mut h);
-        &self.shard_locks[(h.finish() % LOCK_STRIPES as u64) as usize]
+        (h.finish() % LOCK_STRIPES as u64) as usize
     }
 
     fn mark_for_repair(&self, id: &ShardId, entry: IndexEntry) -> Result<(), Error> {
@@ -627,12 +588,24 @@ impl ShardStore {
         stripe: u64,
         entry: &IndexEntry,
     ) -> Result<(), Error> {
+        self.commit_entries(volume, column, &[(stripe, *entry)])
+    }
+
+    /// Records several shards of one column in one index transaction.
+    fn commit_entries(
+        &self,
+        volume: &str,
+        column: u32,
+        entries: &[(u64, IndexEntry)],
+    ) -> Result<(), Error> {
         let txn = self.db.begin_write().map_err(index_err("begin write"))?;
         {
             let mut table = txn.open_table(SHARDS).map_err(index_err("open shards"))?;
-            table
-                .insert((volume, column, stripe), entry.encode().as_slice())
-                .map_err(index_err("insert shard"))?;
+            for (stripe, entry) in entries {
+                table
+                    .insert((volume, column, *stripe), entry.encode().as_slice())
+                    .map_err(index_err("insert shard"))?;
+            }
         }
         txn.commit().map_err(index_err("commit shard"))
     }

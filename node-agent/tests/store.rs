@@ -333,3 +333,55 @@ fn a_disk_filesystem_takes_the_direct_io_path() {
     let store = ShardStore::open(&config(dir.path(), 1)).expect("open");
     assert!(store.usage().expect("usage")[0].direct_io);
 }
+
+#[test]
+fn a_group_write_stores_every_shard_and_rewrites_bump_generations() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = ShardStore::open(&config(dir.path(), 1)).expect("open");
+    store.create_volume(VOL, &layout()).expect("create");
+    let shards: Vec<(u64, Vec<u8>)> = (0..10).map(|s| (s, payload(3, s, 16 << 10))).collect();
+    let group: Vec<(u64, &[u8])> = shards.iter().map(|(s, p)| (*s, p.as_slice())).collect();
+    assert_eq!(store.put_batch(VOL, 3, &group).expect("group"), vec![1; 10]);
+    // Rewrite half of them (with other bytes) in a second group.
+    let again: Vec<(u64, Vec<u8>)> = (5..10).map(|s| (s, payload(4, s, 1000))).collect();
+    let group: Vec<(u64, &[u8])> = again.iter().map(|(s, p)| (*s, p.as_slice())).collect();
+    assert_eq!(
+        store.put_batch(VOL, 3, &group).expect("rewrite"),
+        vec![2; 5]
+    );
+    for s in 0..10u64 {
+        let want = if s < 5 {
+            &shards[s as usize].1
+        } else {
+            &again[s as usize - 5].1
+        };
+        assert_eq!(&store.get(VOL, 3, s).expect("get"), want, "stripe {s}");
+    }
+    // Reopen: everything is durable and indexed.
+    drop(store);
+    let store = ShardStore::open(&config(dir.path(), 1)).expect("reopen");
+    assert_eq!(store.get(VOL, 3, 7).expect("get"), again[2].1);
+}
+
+#[test]
+fn a_group_with_a_bad_shard_or_a_repeated_stripe_writes_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = ShardStore::open(&config(dir.path(), 1)).expect("open");
+    store.create_volume(VOL, &layout()).expect("create");
+    let ok = payload(0, 0, 4096);
+    let too_big = vec![0u8; (16 << 10) + 1];
+    let err = store
+        .put_batch(VOL, 0, &[(0, &ok), (1, &too_big)])
+        .expect_err("oversized shard");
+    assert!(matches!(err, Error::PayloadTooLarge { .. }), "{err}");
+    let err = store
+        .put_batch(VOL, 0, &[(2, &ok), (2, &ok)])
+        .expect_err("repeated stripe");
+    assert!(err.to_string().contains("twice"), "{err}");
+    for s in 0..3 {
+        assert!(
+            matches!(store.get(VOL, 0, s), Err(Error::NotFound { .. })),
+            "stripe {s} must not exist"
+        );
+    }
+}

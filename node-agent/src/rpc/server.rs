@@ -226,10 +226,12 @@ impl NodeAgent for AgentService {
         let mut pending: Option<Pending> = None;
         // Layouts are frozen, so one lookup per volume per stream is enough.
         let mut volumes: HashMap<String, VolumeInfo> = HashMap::new();
-        // One shard is written (fsync, index commit) while the next one is received; shards
-        // still become durable one after the other, in stream order, and `ack` counts only
-        // those that have.
+        // Shards are written in groups (one fdatasync and one index commit per group, see
+        // `ShardStore::put_batch`) while the next ones are received: shards that arrive while
+        // a group is being written form the next group. Groups become durable one after the
+        // other, in stream order, and `ack` counts only shards that are.
         let mut writing: Option<Write> = None;
+        let mut queue: Vec<Pending> = Vec::new();
         let result: Result<(), Status> = async {
             loop {
                 let Some(msg) = stream.message().await? else {
@@ -241,13 +243,21 @@ impl NodeAgent for AgentService {
                 else {
                     continue;
                 };
+                queue.push(shard);
+                let busy = writing.as_ref().is_some_and(|w| !w.task.is_finished());
+                if busy && queue.len() < MAX_GROUP_SHARDS {
+                    continue;
+                }
                 if let Some(previous) = writing.take() {
                     finish(previous, &mut ack).await?;
                 }
-                writing = Some(self.start_write(shard));
+                writing = Some(self.start_write(std::mem::take(&mut queue)));
             }
             if let Some(previous) = writing.take() {
                 finish(previous, &mut ack).await?;
+            }
+            if !queue.is_empty() {
+                finish(self.start_write(std::mem::take(&mut queue)), &mut ack).await?;
             }
             if let Some(p) = pending.take() {
                 return Err(Status::invalid_argument(format!(
@@ -468,41 +478,69 @@ impl AgentService {
         Ok(Some(shard))
     }
 
-    /// Starts writing a complete shard through the store on the blocking pool.
-    fn start_write(&self, shard: Pending) -> Write {
+    /// Starts writing complete shards through the store on the blocking pool: each run of
+    /// consecutive shards of one (volume, column) is one group commit.
+    fn start_write(&self, shards: Vec<Pending>) -> Write {
         let store = Arc::clone(&self.store);
-        let (stripe, bytes) = (shard.stripe, shard.data.len() as u64);
+        let summary: Vec<(u64, u64)> = shards
+            .iter()
+            .map(|s| (s.stripe, s.data.len() as u64))
+            .collect();
         let task = tokio::task::spawn_blocking(move || {
-            store.put(&shard.volume, shard.column, shard.stripe, &shard.data)
+            let mut done = 0;
+            // A group is a run of one (volume, column) without a repeated stripe.
+            let mut start = 0;
+            while start < shards.len() {
+                let first = &shards[start];
+                let mut seen = std::collections::HashSet::new();
+                let end = shards[start..]
+                    .iter()
+                    .position(|s| {
+                        s.volume != first.volume
+                            || s.column != first.column
+                            || !seen.insert(s.stripe)
+                    })
+                    .map_or(shards.len(), |i| start + i);
+                let group: Vec<(u64, &[u8])> = shards[start..end]
+                    .iter()
+                    .map(|s| (s.stripe, s.data.as_slice()))
+                    .collect();
+                if let Err(e) = store.put_batch(&first.volume, first.column, &group) {
+                    return (done, Err(e));
+                }
+                done += end - start;
+                start = end;
+            }
+            (done, Ok(()))
         });
-        Write {
-            task,
-            stripe,
-            bytes,
-        }
+        Write { task, summary }
     }
 }
 
-/// A shard being written.
+/// Shards written as one group at most (and while a group is written, the next waits until
+/// it has this many or the write is done).
+const MAX_GROUP_SHARDS: usize = 16;
+
+/// Shards being written.
 struct Write {
-    task: tokio::task::JoinHandle<Result<u64, store::Error>>,
-    stripe: u64,
-    bytes: u64,
+    /// How many shards (in order) became durable, and whether all did.
+    task: tokio::task::JoinHandle<(usize, Result<(), store::Error>)>,
+    /// (stripe, bytes) of each shard, in order.
+    summary: Vec<(u64, u64)>,
 }
 
-/// Waits for a write and counts it in `ack` once it is durable.
+/// Waits for a write and counts in `ack` the shards that became durable.
 async fn finish(write: Write, ack: &mut pb::PutShardsResponse) -> Result<(), Status> {
-    write
+    let (done, result) = write
         .task
         .await
-        .map_err(|e| Status::internal(format!("shard store task failed: {e}")))??;
-    ack.shards_written += 1;
-    ack.bytes_written += write.bytes;
-    ack.highest_stripe = Some(
-        ack.highest_stripe
-            .map_or(write.stripe, |h| h.max(write.stripe)),
-    );
-    Ok(())
+        .map_err(|e| Status::internal(format!("shard store task failed: {e}")))?;
+    for &(stripe, bytes) in &write.summary[..done] {
+        ack.shards_written += 1;
+        ack.bytes_written += bytes;
+        ack.highest_stripe = Some(ack.highest_stripe.map_or(stripe, |h| h.max(stripe)));
+    }
+    result.map_err(Status::from)
 }
 
 /// The messages carrying one healthy shard, in chunks.

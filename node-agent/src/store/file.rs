@@ -49,11 +49,9 @@ pub(super) fn open(path: &Path, direct: bool, create: bool) -> io::Result<File> 
     options.open(path)
 }
 
-/// Writes `buf` at `offset` and makes it durable (`fdatasync`, which also persists a grown
-/// file size) before returning.
-pub(super) fn write_durable(file: &File, offset: u64, buf: &[u8]) -> io::Result<()> {
-    file.write_all_at(buf, offset)?;
-    file.sync_data()
+/// Writes `buf` at `offset` (not yet durable: the caller syncs the file).
+pub(super) fn write_at(file: &File, offset: u64, buf: &[u8]) -> io::Result<()> {
+    file.write_all_at(buf, offset)
 }
 
 /// Reads `len` bytes at `offset`; `Ok(None)` when the file ends before that (a hole past
