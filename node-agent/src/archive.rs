@@ -38,7 +38,7 @@ pub use device::{Device, DeviceError};
 pub use encode::{StripeEncoder, archive_into_stores};
 pub use manifest::{ArchiveState, Layout, Manifest, ManifestError, Placement};
 pub use rehydrate::rehydrate;
-pub use remote::RemoteColumns;
+pub use remote::{RemoteColumns, remote_reader};
 pub use repair::{rebuild, scrub};
 pub use source::{ColumnSource, ShardFault, ShardFuture, StoreColumns};
 use stripes::Stripes;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use anyhow::Context;
 
 use crate::archive::{
-    ArchiveReader, ColumnSource, EcBackend, Manifest, ReaderConfig, RemoteColumns, TieredCache,
+    ArchiveReader, EcBackend, Manifest, ReaderConfig, TieredCache, remote_reader,
 };
 use crate::codec::Backend;
 use crate::config::ExportConfig;
@@ -20,17 +20,7 @@ pub fn reader_of(
     tls: &tonic::transport::ClientTlsConfig,
     config: ReaderConfig,
 ) -> anyhow::Result<ArchiveReader> {
-    let layout = manifest.archive_layout()?;
-    let codec = crate::archive::codec_for(manifest, Backend::Best)?;
-    let remote: Arc<dyn ColumnSource> =
-        Arc::new(RemoteColumns::new(manifest, tls).map_err(|f| anyhow::anyhow!("{f}"))?);
-    Ok(ArchiveReader::new(
-        manifest.volume(),
-        layout,
-        codec,
-        vec![remote; layout.columns()],
-        config,
-    )?)
+    Ok(remote_reader(manifest, tls, Backend::Best, config)?.0)
 }
 
 /// The tiered stripe cache of `config` (L1 RAM, optional L2 disk, L3 the archives), or

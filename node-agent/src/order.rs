@@ -52,17 +52,7 @@ async fn follow_with(
             }
             let manifest =
                 Manifest::from_pb(message.manifest.as_ref()).context("the result's manifest")?;
-            let r = message.report.unwrap_or_default();
-            let report = WorkReport {
-                bytes: r.bytes,
-                stripes: r.stripes,
-                resumed_from: r.resumed_from,
-                shards_checked: r.shards_checked,
-                shards_repaired: r.shards_repaired,
-                shard_bytes_written: r.shard_bytes_written,
-                findings: r.findings,
-                elapsed: std::time::Duration::from_secs_f64(r.seconds.max(0.0)),
-            };
+            let report = crate::rpc::report_from_pb(message.report.unwrap_or_default());
             return Ok((report, manifest));
         }
         if !bars {

@@ -11,7 +11,7 @@ use crate::store;
 
 pub use client::{AgentClient, ClientError, PutAck, ShardRead, StripeRead, chunks};
 pub use couchestor_proto::agent::v1 as pb;
-pub use orders::{Orders, WorkStream};
+pub use orders::{Orders, WorkStream, report_from_pb};
 pub use server::{AgentIdentity, AgentService};
 
 /// Shard bytes per message. Shards larger than this are split; with the other fields a

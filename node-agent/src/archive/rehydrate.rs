@@ -10,8 +10,8 @@ use tonic::transport::ClientTlsConfig;
 use super::destage::progress_at;
 use super::device::Device;
 use super::manifest::{ArchiveState, Manifest};
+use super::remote::{ONE_PASS, remote_reader};
 use super::work::{ProgressFn, WorkError, WorkReport};
-use super::{ArchiveReader, ColumnSource, ReaderConfig, RemoteColumns};
 use crate::codec::Backend;
 
 /// Stripes read ahead of the write.
@@ -28,20 +28,7 @@ pub async fn rehydrate(
     let started = Instant::now();
     manifest.check()?;
     let layout = manifest.archive_layout()?;
-    let codec = super::destage::codec_for(manifest, backend)?;
-    let remote: std::sync::Arc<dyn ColumnSource> = std::sync::Arc::new(
-        RemoteColumns::new(manifest, tls).map_err(|f| WorkError::Refused(f.to_string()))?,
-    );
-    let reader = ArchiveReader::new(
-        manifest.volume(),
-        layout,
-        codec,
-        vec![remote; layout.columns()],
-        ReaderConfig {
-            window: 1,
-            cache_stripes: 1,
-        },
-    )?;
+    let (reader, _) = remote_reader(manifest, tls, backend, ONE_PASS)?;
     let mut device = Device::open_write(target, layout.volume_size).await?;
     let previous = manifest.status.state;
     manifest.status.state = ArchiveState::Rehydrating;

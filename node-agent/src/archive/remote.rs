@@ -121,3 +121,33 @@ impl ColumnSource for RemoteColumns {
         })
     }
 }
+
+/// A reader of the volume of `manifest` whose columns come from its agents, with `tls` as
+/// the client identity; also returns the columns (for writing repaired shards back).
+pub fn remote_reader(
+    manifest: &Manifest,
+    tls: &ClientTlsConfig,
+    backend: crate::codec::Backend,
+    config: super::ReaderConfig,
+) -> Result<(super::ArchiveReader, std::sync::Arc<RemoteColumns>), super::WorkError> {
+    let layout = manifest.archive_layout()?;
+    let codec = super::codec_for(manifest, backend)?;
+    let remote = std::sync::Arc::new(
+        RemoteColumns::new(manifest, tls).map_err(|f| super::WorkError::Refused(f.to_string()))?,
+    );
+    let source: std::sync::Arc<dyn ColumnSource> = remote.clone();
+    let reader = super::ArchiveReader::new(
+        manifest.volume(),
+        layout,
+        codec,
+        vec![source; layout.columns()],
+        config,
+    )?;
+    Ok((reader, remote))
+}
+
+/// For operations that read each stripe once: no decoded-stripe cache beyond in-flight ones.
+pub const ONE_PASS: super::ReaderConfig = super::ReaderConfig {
+    window: 1,
+    cache_stripes: 1,
+};

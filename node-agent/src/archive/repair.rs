@@ -3,48 +3,24 @@
 //! rewrites corrupt or missing shards from the others; **rebuild** recreates a whole lost
 //! column on another agent and moves the column's placement there.
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use futures::StreamExt;
 use tokio::sync::mpsc;
 use tonic::transport::ClientTlsConfig;
 
+use super::StripeEncoder;
 use super::destage::{codec_for, progress_at};
 use super::manifest::{ArchiveState, Manifest, Placement};
-use super::remote::RemoteColumns;
-use super::source::{ColumnSource, ShardFault};
+use super::remote::{ONE_PASS, remote_reader};
+use super::source::ShardFault;
 use super::work::{ProgressFn, WorkError, WorkReport};
 use super::writer::{self, ColumnAck, QUEUE_SHARDS};
-use super::{ArchiveReader, ReaderConfig, StripeEncoder};
 use crate::codec::Backend;
 use crate::rpc::AgentClient;
 
 /// Stripes fetched concurrently by scrub and rebuild.
 const WINDOW: usize = 8;
-
-fn reader_for(
-    manifest: &Manifest,
-    tls: &ClientTlsConfig,
-    backend: Backend,
-) -> Result<(ArchiveReader, Arc<RemoteColumns>), WorkError> {
-    let layout = manifest.archive_layout()?;
-    let codec = codec_for(manifest, backend)?;
-    let remote =
-        Arc::new(RemoteColumns::new(manifest, tls).map_err(|f| WorkError::Refused(f.to_string()))?);
-    let source: Arc<dyn ColumnSource> = remote.clone();
-    let reader = ArchiveReader::new(
-        manifest.volume(),
-        layout,
-        codec,
-        vec![source; layout.columns()],
-        ReaderConfig {
-            window: 1,
-            cache_stripes: 1,
-        },
-    )?;
-    Ok((reader, remote))
-}
 
 /// Scrubs the whole archive: every shard read and checked, parity compared with the data,
 /// and — when `repair` — every corrupt or missing shard rewritten from the other columns on
@@ -61,7 +37,7 @@ pub async fn scrub(
     manifest.check()?;
     let layout = manifest.archive_layout()?;
     let encoder = StripeEncoder::new(layout, codec_for(manifest, backend)?)?;
-    let (reader, remote) = reader_for(manifest, tls, backend)?;
+    let (reader, remote) = remote_reader(manifest, tls, backend, ONE_PASS)?;
     let volume = manifest.volume().to_owned();
     let phase = if repair { "scrub" } else { "verify" };
     let columns = layout.columns();
@@ -208,7 +184,7 @@ pub async fn rebuild(
         )));
     }
     let volume = manifest.volume().to_owned();
-    let (reader, _) = reader_for(manifest, tls, backend)?;
+    let (reader, _) = remote_reader(manifest, tls, backend, ONE_PASS)?;
     let client =
         AgentClient::connect_lazy(&target.endpoint, tls.clone()).map_err(|e| WorkError::Agent {
             endpoint: target.endpoint.clone(),

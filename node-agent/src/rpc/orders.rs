@@ -68,6 +68,20 @@ fn report_pb(r: &WorkReport) -> pb::WorkReport {
     }
 }
 
+/// The caller's side of [`report_pb`].
+pub fn report_from_pb(r: pb::WorkReport) -> WorkReport {
+    WorkReport {
+        bytes: r.bytes,
+        stripes: r.stripes,
+        resumed_from: r.resumed_from,
+        shards_checked: r.shards_checked,
+        shards_repaired: r.shards_repaired,
+        shard_bytes_written: r.shard_bytes_written,
+        findings: r.findings,
+        elapsed: std::time::Duration::from_secs_f64(r.seconds.max(0.0)),
+    }
+}
+
 fn manifest_of(m: Option<&pb::ArchiveManifest>) -> Result<Manifest, Status> {
     Manifest::from_pb(m).map_err(|e| Status::invalid_argument(e.to_string()))
 }
