@@ -23,7 +23,7 @@ pub enum ClusterError {
     Api {
         action: String,
         #[source]
-        source: kube::Error,
+        source: Box<kube::Error>,
     },
     /// Any other reason the cluster could not answer (used by non-kube implementations).
     #[error("{0}")]
@@ -93,7 +93,10 @@ impl KubeCluster {
 
 fn api_error(action: impl Into<String>) -> impl FnOnce(kube::Error) -> ClusterError {
     let action = action.into();
-    move |source| ClusterError::Api { action, source }
+    move |source| ClusterError::Api {
+        action,
+        source: Box::new(source),
+    }
 }
 
 impl Cluster for KubeCluster {

@@ -131,7 +131,10 @@ impl<C: Cluster> Proxy<C> {
             .await
             .map_err(|e| Status::unavailable(format!("backend driver not reachable: {e}")))?;
         let started = std::time::Instant::now();
-        let answer = grpc.unary(request, path, RawCodec).await;
+        let answer = grpc
+            .unary(request, path, RawCodec)
+            .await
+            .map_err(|s| local_deadline(s, call.path));
         match &answer {
             Ok(_) => tracing::debug!(
                 elapsed_us = started.elapsed().as_micros() as u64,
@@ -282,6 +285,22 @@ impl<C: Cluster> Proxy<C> {
         // Mayastor answers OK for a volume it no longer has (DeleteVolume is idempotent).
         self.forward(call).await
     }
+}
+
+/// The channel enforces the `grpc-timeout` it sends and reports its own expiry as
+/// `CANCELLED` (tonic's choice); the caller's deadline passed, so say so. A status that
+/// came over the wire has no local source and is left alone.
+fn local_deadline(status: Status, path: &str) -> Status {
+    let mut source = std::error::Error::source(&status);
+    while let Some(e) = source {
+        if e.is::<tonic::TimeoutExpired>() {
+            return Status::deadline_exceeded(format!(
+                "{path}: the caller's deadline passed before the backend driver answered"
+            ));
+        }
+        source = e.source();
+    }
+    status
 }
 
 /// The PV of a volume: the external-provisioner's `csi.storage.k8s.io/pv/name` when the
