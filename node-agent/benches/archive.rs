@@ -133,7 +133,7 @@ async fn main() {
     println!("| Path | MiB/s (volume bytes) | median s |");
     println!("|---|---|---|");
     println!(
-        "| destage, 6 agents (fsync per shard) | {d_rate:.0} | {:.2} |",
+        "| destage, 6 agents | {d_rate:.0} | {:.2} |",
         d.as_secs_f64()
     );
     println!(
