@@ -172,6 +172,30 @@ fn find(root: &Path, name: &str) -> Option<PathBuf> {
     None
 }
 
+/// Waits until the coordinator (agent 0) has saved a destage watermark for `volume` that is
+/// past 0 and short of the end (the destage is really in the middle); returns it.
+async fn wait_for_watermark(setup: &Setup, volume: &str) -> u64 {
+    let path = setup.agents[0]
+        .root
+        .join("archives")
+        .join(format!("{volume}.json"));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(saved) = Manifest::load(&path) {
+            let w = saved.status.destaged_stripes;
+            assert!(
+                w < saved.status.stripe_count,
+                "the destage finished before it could be interrupted"
+            );
+            if w > 0 {
+                return w;
+            }
+        }
+        assert!(Instant::now() < deadline, "no watermark saved in 60 s");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
 /// A new export process (an empty stripe cache) serving the manifest at `path`.
 async fn fresh_export(cluster: &Cluster, path: &Path, volume: &str) -> (ExportProcess, String) {
     let (process, base) = cluster.start_export(&[path]).await.expect("export");
@@ -326,22 +350,19 @@ async fn a_volume_destaged_from_qemu_nbd_reads_back_exactly_with_up_to_m_agents_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_killed_mid_destage_is_restarted_and_the_resent_order_resumes_to_an_exact_archive()
 {
-    let mut setup = Setup::new(6, 4, 2, 40 << 20).await;
+    let mut setup = Setup::new(6, 4, 2, 64 << 20).await;
     let manifest = setup.manifest("vol-b", &setup.image.display().to_string());
     let client = setup.client(0).await;
     let mut stream = client.destage(&manifest, true).await.expect("destage");
-    // Kill -9 the agent of column 3 once a third of the volume is through.
+    // Kill -9 the agent of column 3 once the coordinator has saved a watermark.
+    wait_for_watermark(&setup, "vol-b").await;
+    setup.agents[3].kill();
     let error = loop {
         match stream.message().await {
-            Ok(Some(p)) => {
-                if setup.agents[3].is_running() && p.stripes_done * 3 >= p.stripes_total {
-                    setup.agents[3].kill();
-                }
-                assert_ne!(
-                    p.phase, "done",
-                    "the destage cannot finish without column 3"
-                );
-            }
+            Ok(Some(p)) => assert_ne!(
+                p.phase, "done",
+                "the destage cannot finish without column 3"
+            ),
             Ok(None) => panic!("stream ended without a result"),
             Err(status) => break status,
         }
@@ -387,17 +408,11 @@ async fn an_agent_killed_mid_destage_is_restarted_and_the_resent_order_resumes_t
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_coordinator_killed_mid_destage_resumes_from_its_saved_watermark() {
-    let mut setup = Setup::new(6, 4, 2, 40 << 20).await;
+    let mut setup = Setup::new(6, 4, 2, 64 << 20).await;
     let manifest = setup.manifest("vol-c", &setup.image.display().to_string());
     let client = setup.client(0).await;
-    let mut stream = client.destage(&manifest, false).await.expect("destage");
-    loop {
-        match stream.message().await {
-            Ok(Some(p)) if p.stripes_done * 2 >= p.stripes_total => break,
-            Ok(Some(_)) => {}
-            other => panic!("destage ended before half-way: {other:?}"),
-        }
-    }
+    let _stream = client.destage(&manifest, false).await.expect("destage");
+    wait_for_watermark(&setup, "vol-c").await;
     setup.agents[0].kill();
     let cluster = &setup.cluster;
     cluster
