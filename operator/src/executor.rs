@@ -473,13 +473,10 @@ impl<S: MigrationStore, E: EventSink, C: Clock> Run<'_, S, E, C> {
     }
 
     fn pool_tier(&self, pools: &[Pool], pool_id: &str) -> Option<couchestor_core::Tier> {
-        pools
-            .iter()
-            .find(|p| p.id == pool_id)
-            .and_then(|p| {
-                self.tiers
-                    .tier_of(&steering::effective_labels(p, &self.status.steering))
-            })
+        pools.iter().find(|p| p.id == pool_id).and_then(|p| {
+            self.tiers
+                .tier_of(&steering::effective_labels(p, &self.status.steering))
+        })
     }
 
     /// Adopts new replicas on the target tier into `status.targetReplicas`, and
@@ -509,8 +506,7 @@ impl<S: MigrationStore, E: EventSink, C: Clock> Run<'_, S, E, C> {
         let mut adopted = Vec::new();
         for (uuid, r) in present {
             let pool = r.pool.clone().unwrap_or_default();
-            if !known.contains(uuid) && self.pool_tier(pools, &pool) == Some(self.vm.spec.to_tier)
-            {
+            if !known.contains(uuid) && self.pool_tier(pools, &pool) == Some(self.vm.spec.to_tier) {
                 adopted.push(ReplicaRef {
                     uuid: uuid.clone(),
                     pool,
@@ -525,6 +521,9 @@ impl<S: MigrationStore, E: EventSink, C: Clock> Run<'_, S, E, C> {
             .iter()
             .map(|r| format!("{} on {}", r.uuid, r.pool))
             .collect();
+        if let Some(last) = adopted.last() {
+            self.status.added_replica = Some(last.clone());
+        }
         self.status.target_replicas.extend(adopted);
         if aborting || lost.is_empty() {
             self.persist().await?;
@@ -548,7 +547,10 @@ impl<S: MigrationStore, E: EventSink, C: Clock> Run<'_, S, E, C> {
             self.event(
                 EventType::Normal,
                 "ReplicaAdded",
-                format!("new replica on the target tier: {}", adopted_names.join(", ")),
+                format!(
+                    "new replica on the target tier: {}",
+                    adopted_names.join(", ")
+                ),
             )
             .await;
         }
@@ -733,7 +735,13 @@ impl<S: MigrationStore, E: EventSink, C: Clock> Run<'_, S, E, C> {
             victim_pools.join(", ")
         );
         let marked = self
-            .apply_steering(MigrationStep::MarkingVictim, pools, volume, victim_pools, message)
+            .apply_steering(
+                MigrationStep::MarkingVictim,
+                pools,
+                volume,
+                victim_pools,
+                message,
+            )
             .await;
         let count = volume.spec.num_replicas;
         let scaled = match marked {
@@ -782,7 +790,8 @@ impl<S: MigrationStore, E: EventSink, C: Clock> Run<'_, S, E, C> {
             return Err(Failure::Store(e));
         }
         if let Err(Failure::Mayastor(e)) = &scaled {
-            self.await_unconfirmed(e, count, "ScaleDownUnconfirmed").await;
+            self.await_unconfirmed(e, count, "ScaleDownUnconfirmed")
+                .await;
         }
         self.restore_steering("scale-down sent").await?;
         scaled

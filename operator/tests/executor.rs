@@ -22,7 +22,9 @@ use std::{
 
 use couchestor_core::{
     GoDuration, Tier, Timestamp,
-    api::{MigrationPhase, MigrationStep, VolumeMigration, VolumeMigrationSpec, VolumeMigrationStatus},
+    api::{
+        MigrationPhase, MigrationStep, VolumeMigration, VolumeMigrationSpec, VolumeMigrationStatus,
+    },
 };
 use couchestor_operator::{
     executor::{
@@ -222,7 +224,9 @@ fn lab(behaviour: Behaviour, cold_volume: bool) -> Cluster {
     c
 }
 
-const POOLS: [&str; 6] = ["n1-hot", "n2-hot", "n3-cold", "n4-cold", "n5-hot", "n6-cold"];
+const POOLS: [&str; 6] = [
+    "n1-hot", "n2-hot", "n3-cold", "n4-cold", "n5-hot", "n6-cold",
+];
 const NODES: [&str; 6] = ["n1", "n2", "n3", "n4", "n5", "n6"];
 
 fn tiers() -> TierPools {
@@ -272,7 +276,11 @@ fn steering_state(sim: &Sim) -> Vec<String> {
 }
 
 fn pool_tier(pool: &str) -> &'static str {
-    if pool.ends_with("-hot") { "hot" } else { "cold" }
+    if pool.ends_with("-hot") {
+        "hot"
+    } else {
+        "cold"
+    }
 }
 
 struct Harness {
@@ -653,8 +661,11 @@ async fn server_errors_and_lost_replies_never_add_a_replica_twice() {
     let counts = format!("/v0/volumes/{HOT_VOL}/replica_count");
     // The first +1 is carried out but its answer is lost; the next two replica-count
     // requests get a 503; one pool cordon gets a 500.
-    h.sim
-        .inject(Fault::fail_next(1, 500).on(Method::PUT, &counts).after_apply());
+    h.sim.inject(
+        Fault::fail_next(1, 500)
+            .on(Method::PUT, &counts)
+            .after_apply(),
+    );
     h.sim
         .inject(Fault::fail_next(2, 503).on(Method::PUT, &counts));
     h.sim
@@ -675,7 +686,10 @@ async fn server_errors_and_lost_replies_never_add_a_replica_twice() {
         .filter(|e| e.kind == EventType::Warning)
         .map(|e| e.reason)
         .collect();
-    assert!(warnings.contains(&"MayastorError".to_owned()), "{warnings:?}");
+    assert!(
+        warnings.contains(&"MayastorError".to_owned()),
+        "{warnings:?}"
+    );
     h.assert_steering_restored();
 }
 
@@ -684,7 +698,8 @@ async fn slow_answers_within_the_client_timeout_only_slow_the_move_down() {
     let h = Harness::new(lab(Behaviour::default(), false)).await;
     h.store
         .insert(migration("m", HOT_VOL, Tier::Hot, Tier::Cold, false));
-    h.sim.inject(Fault::slow(None, "/v0/", Duration::from_millis(20)));
+    h.sim
+        .inject(Fault::slow(None, "/v0/", Duration::from_millis(20)));
     let outcome = h
         .executor(None, None)
         .drive("m", &tiers())
@@ -761,7 +776,12 @@ async fn a_move_past_its_timeout_rolls_back_with_steering_restored() {
     let elapsed = h.sim.with(|c| c.now());
     assert!(elapsed < Duration::from_secs(400), "{elapsed:?}");
     let status = h.status("m");
-    assert!(status.abort_reason.as_deref().is_some_and(|r| r.contains("timed out")));
+    assert!(
+        status
+            .abort_reason
+            .as_deref()
+            .is_some_and(|r| r.contains("timed out"))
+    );
     assert!(
         exec.events()
             .recorded
@@ -828,11 +848,20 @@ async fn every_change_is_journaled_before_it_is_sent() {
             .rev()
             .find(|(seen, _, _)| *seen <= i)
             .map(|(_, _, s)| s)
-            .unwrap_or_else(|| panic!("{} {} sent before any journal", request.method, request.path));
+            .unwrap_or_else(|| {
+                panic!(
+                    "{} {} sent before any journal",
+                    request.method, request.path
+                )
+            });
         let step = before.step;
         let path = &request.path;
         if path.contains("/replica_count/") {
-            let n: u8 = path.rsplit('/').next().and_then(|n| n.parse().ok()).expect("count");
+            let n: u8 = path
+                .rsplit('/')
+                .next()
+                .and_then(|n| n.parse().ok())
+                .expect("count");
             let want = if n == 3 {
                 MigrationStep::ScalingUp
             } else {
@@ -874,7 +903,12 @@ async fn two_moves_at_once_never_have_steering_windows_open_together() {
     // so hot and cold pools cordoned at the same time would mean two open windows.
     let mut cordoned: BTreeMap<String, bool> = BTreeMap::new();
     let mut windows_seen = 0;
-    for r in h.sim.log().iter().filter(|r| r.path.ends_with("/cordon") && r.status == 200) {
+    for r in h
+        .sim
+        .log()
+        .iter()
+        .filter(|r| r.path.ends_with("/cordon") && r.status == 200)
+    {
         let pool = r.path.split('/').nth(3).expect("pool").to_owned();
         cordoned.insert(pool, r.method == "PUT");
         let hot = cordoned.iter().any(|(p, on)| *on && pool_tier(p) == "hot");
@@ -931,16 +965,23 @@ async fn a_volume_mayastor_does_not_know_or_that_is_not_settled_is_refused() {
 
     // Replicas on the target tier already: not "wholly on the source tier".
     let fresh = Harness::new(lab(Behaviour::default(), false)).await;
-    fresh
-        .store
-        .insert(migration("wrong-way", HOT_VOL, Tier::Cold, Tier::Hot, false));
+    fresh.store.insert(migration(
+        "wrong-way",
+        HOT_VOL,
+        Tier::Cold,
+        Tier::Hot,
+        false,
+    ));
     let outcome = fresh
         .executor(None, None)
         .drive("wrong-way", &tiers())
         .await
         .expect("drive");
     assert_eq!(outcome.phase, MigrationPhase::Failed);
-    assert!(outcome.message.contains("not on the source tier"), "{outcome:?}");
+    assert!(
+        outcome.message.contains("not on the source tier"),
+        "{outcome:?}"
+    );
 }
 
 #[tokio::test]
@@ -958,7 +999,11 @@ async fn a_missing_migration_is_an_error_and_a_finished_one_is_left_alone() {
     let writes = h.store.write_count();
     let again = exec.drive("m", &tiers()).await.expect("again");
     assert_eq!(again.phase, MigrationPhase::Succeeded);
-    assert_eq!(h.sim.log().len(), requests, "a finished move touched Mayastor");
+    assert_eq!(
+        h.sim.log().len(),
+        requests,
+        "a finished move touched Mayastor"
+    );
     assert_eq!(h.store.write_count(), writes);
 }
 
@@ -1009,13 +1054,17 @@ async fn run_case(case: &Case) -> (usize, Vec<String>) {
         ..Behaviour::default()
     };
     let h = Harness::new(lab(behaviour, case.both_moves)).await;
-    let moves = if case.both_moves { &MOVES[..] } else { &MOVES[..1] };
+    let moves = if case.both_moves {
+        &MOVES[..]
+    } else {
+        &MOVES[..1]
+    };
     for (name, volume, from, to) in moves {
         h.store
             .insert(migration(name, volume, *from, *to, case.preserve));
     }
     let t = tiers();
-    let mut lives = case.crashes.iter().copied().collect::<Vec<_>>();
+    let mut lives = case.crashes.to_vec();
     lives.push(None);
     let mut writes = 0;
     let mut crashed = Vec::new();
@@ -1030,7 +1079,11 @@ async fn run_case(case: &Case) -> (usize, Vec<String>) {
         writes += exec.store().writes.load(Ordering::SeqCst);
         if exec.store().crashed() {
             // Where it crashed: the last durable step of the move that wrote last.
-            let last = exec.store().timeline().last().map(|(_, n, s)| (n.clone(), s.step));
+            let last = exec
+                .store()
+                .timeline()
+                .last()
+                .map(|(_, n, s)| (n.clone(), s.step));
             crashed.push(match last {
                 Some((name, step)) => format!("{name}@{step:?}"),
                 None => "before any write".to_owned(),
@@ -1046,7 +1099,11 @@ async fn run_case(case: &Case) -> (usize, Vec<String>) {
         }
         for r in results {
             let outcome = r.unwrap_or_else(|e| panic!("case {case:?}: {e}"));
-            assert_eq!(outcome.phase, MigrationPhase::Succeeded, "case {case:?}: {outcome:?}");
+            assert_eq!(
+                outcome.phase,
+                MigrationPhase::Succeeded,
+                "case {case:?}: {outcome:?}"
+            );
         }
         break;
     }
@@ -1062,9 +1119,17 @@ async fn run_case(case: &Case) -> (usize, Vec<String>) {
         let pools = h.pools(volume);
         let on = |t: Tier| pools.iter().filter(|p| pool_tier(p) == t.as_str()).count();
         if case.preserve {
-            assert_eq!((on(*from), on(*to)), (2, 2), "case {case:?}: {name} {pools:?}");
+            assert_eq!(
+                (on(*from), on(*to)),
+                (2, 2),
+                "case {case:?}: {name} {pools:?}"
+            );
         } else {
-            assert_eq!((on(*from), on(*to)), (0, 2), "case {case:?}: {name} {pools:?}");
+            assert_eq!(
+                (on(*from), on(*to)),
+                (0, 2),
+                "case {case:?}: {name} {pools:?}"
+            );
         }
         assert_eq!(
             h.sim.with(|c| c.num_replicas(volume)),

@@ -122,11 +122,7 @@ fn forward(v: &View) -> Action {
             ),
         };
     }
-    let on_target = v
-        .replicas
-        .iter()
-        .filter(|r| r.role == Role::Added)
-        .count();
+    let on_target = v.replicas.iter().filter(|r| r.role == Role::Added).count();
     let removable = v.uuids(|r| match r.role {
         Role::Stray => true,
         Role::Original => !v.preserve_source,

@@ -66,7 +66,10 @@ pub fn effective_labels(pool: &Pool, steering: &[SteeringChange]) -> BTreeMap<St
     labels
 }
 
-fn matches_inclusion(inclusion: &BTreeMap<String, String>, labels: &BTreeMap<String, String>) -> bool {
+fn matches_inclusion(
+    inclusion: &BTreeMap<String, String>,
+    labels: &BTreeMap<String, String>,
+) -> bool {
     inclusion
         .iter()
         .all(|(k, v)| labels.get(k).is_some_and(|have| v.is_empty() || have == v))
@@ -124,7 +127,9 @@ pub async fn restore(mayastor: &Mayastor, change: &SteeringChange) -> Result<(),
     };
     if change.kind == CORDON {
         if pool.is_cordoned_for_replicas() {
-            mayastor.uncordon_pool(&pool.id, PoolCordon::REPLICAS).await?;
+            mayastor
+                .uncordon_pool(&pool.id, PoolCordon::REPLICAS)
+                .await?;
         }
         return Ok(());
     }

@@ -87,7 +87,10 @@ mod tests {
     fn a_pool_belongs_to_the_tier_whose_selector_matches_its_labels() {
         let tiers = TierPools::by_label("tier", &[(Tier::Hot, "hot"), (Tier::Cold, "cold")]);
         assert_eq!(tiers.tier_of(&labels(&[("tier", "hot")])), Some(Tier::Hot));
-        assert_eq!(tiers.tier_of(&labels(&[("tier", "cold")])), Some(Tier::Cold));
+        assert_eq!(
+            tiers.tier_of(&labels(&[("tier", "cold")])),
+            Some(Tier::Cold)
+        );
         assert_eq!(tiers.tier_of(&labels(&[("tier", "warm")])), None);
         assert_eq!(tiers.tier_of(&labels(&[])), None);
         assert!(!tiers.has(Tier::Warm));

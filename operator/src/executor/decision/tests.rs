@@ -43,7 +43,10 @@ fn a_rebuilding_replica_is_waited_for() {
 
 #[test]
 fn with_a_spare_healthy_replica_the_source_is_removed() {
-    let v = view(1, vec![r("a", Role::Original, true), r("t", Role::Added, true)]);
+    let v = view(
+        1,
+        vec![r("a", Role::Original, true), r("t", Role::Added, true)],
+    );
     assert_eq!(victims(next(&v)), ["a"]);
 }
 
@@ -59,7 +62,10 @@ fn without_a_spare_healthy_replica_nothing_is_removed() {
 
 #[test]
 fn all_replicas_on_the_target_tier_is_success() {
-    let v = view(2, vec![r("t1", Role::Added, true), r("t2", Role::Added, true)]);
+    let v = view(
+        2,
+        vec![r("t1", Role::Added, true), r("t2", Role::Added, true)],
+    );
     assert!(matches!(
         next(&v),
         Action::Finish {
@@ -71,7 +77,10 @@ fn all_replicas_on_the_target_tier_is_success() {
 
 #[test]
 fn preserving_the_source_never_removes_it() {
-    let mut v = view(1, vec![r("a", Role::Original, true), r("t", Role::Added, true)]);
+    let mut v = view(
+        1,
+        vec![r("a", Role::Original, true), r("t", Role::Added, true)],
+    );
     v.preserve_source = true;
     assert!(matches!(
         next(&v),
@@ -88,7 +97,10 @@ fn preserving_the_source_never_removes_it() {
 
 #[test]
 fn a_failed_rebuild_is_removed_while_the_starting_count_is_healthy() {
-    let v = view(1, vec![r("a", Role::Original, true), r("t", Role::Added, false)]);
+    let v = view(
+        1,
+        vec![r("a", Role::Original, true), r("t", Role::Added, false)],
+    );
     assert_eq!(victims(next(&v)), ["t"]);
 }
 
@@ -116,7 +128,10 @@ fn a_replica_count_ahead_of_the_topology_is_waited_for() {
 
 #[test]
 fn rollback_removes_the_added_replica_and_ends_rolled_back() {
-    let mut v = view(1, vec![r("a", Role::Original, true), r("t", Role::Added, true)]);
+    let mut v = view(
+        1,
+        vec![r("a", Role::Original, true), r("t", Role::Added, true)],
+    );
     v.aborting = true;
     assert_eq!(victims(next(&v)), ["t"]);
     let mut back = view(1, vec![r("a", Role::Original, true)]);
@@ -163,7 +178,10 @@ fn rollback_that_would_go_below_the_starting_count_stops_as_failed() {
 
 #[test]
 fn rollback_after_a_replica_already_moved_ends_failed_with_the_split() {
-    let mut v = view(2, vec![r("b", Role::Original, true), r("t", Role::Added, true)]);
+    let mut v = view(
+        2,
+        vec![r("b", Role::Original, true), r("t", Role::Added, true)],
+    );
     v.aborting = true;
     match next(&v) {
         Action::Finish {
