@@ -275,6 +275,17 @@ impl<S: MigrationStore, E: EventSink, C: Clock> Run<'_, S, E, C> {
                     backoff = self.exec.config.retry_backoff;
                 }
                 Err(Failure::Store(e)) => return Err(e.into()),
+                Err(Failure::Mayastor(mayastor::Error::NoSteeringLabel { pool, key }))
+                    if self.status.abort_reason.is_none() =>
+                {
+                    // Retrying cannot help: without a pool cordon and without the label,
+                    // placement cannot be steered away from this pool.
+                    let reason = format!(
+                        "cannot steer placement away from pool {pool}: this Mayastor has no pool \
+                         cordon and the pool has no inclusion label {key:?} to remove"
+                    );
+                    self.abort(reason).await?;
+                }
                 Err(Failure::Mayastor(e)) => {
                     errors += 1;
                     let message = e.to_string();

@@ -827,18 +827,17 @@ async fn without_pool_cordon_the_steering_falls_back_to_labels_and_puts_them_bac
 // --- Write-ahead and serialised windows ---------------------------------------------
 
 /// For every change sent to the simulator, the status durable just before it already
-/// said what was about to happen.
-#[tokio::test]
-async fn every_change_is_journaled_before_it_is_sent() {
-    let h = Harness::new(lab(Behaviour::default(), false)).await;
+/// said what was about to happen. Returns how many changes were checked.
+async fn assert_journaled_before_sent(behaviour: Behaviour) -> usize {
+    let h = Harness::new(lab(behaviour, false)).await;
     h.store
         .insert(migration("m", HOT_VOL, Tier::Hot, Tier::Cold, false));
     let exec = h.executor(None, None);
-    exec.drive("m", &tiers()).await.expect("drive");
+    let outcome = exec.drive("m", &tiers()).await.expect("drive");
+    assert_eq!(outcome.phase, MigrationPhase::Succeeded, "{outcome:?}");
     let timeline = exec.store().timeline();
-    let log = h.sim.log();
     let mut checked = 0;
-    for (i, request) in log.iter().enumerate() {
+    for (i, request) in h.sim.log().iter().enumerate() {
         if request.method == "GET" {
             continue;
         }
@@ -856,33 +855,103 @@ async fn every_change_is_journaled_before_it_is_sent() {
             });
         let step = before.step;
         let path = &request.path;
-        if path.contains("/replica_count/") {
-            let n: u8 = path
-                .rsplit('/')
-                .next()
-                .and_then(|n| n.parse().ok())
-                .expect("count");
-            let want = if n == 3 {
-                MigrationStep::ScalingUp
-            } else {
-                MigrationStep::ScalingDown
-            };
-            assert_eq!(step, Some(want), "{path}");
-        } else if path.ends_with("/cordon") && request.method == "PUT" {
-            let pool = path.split('/').nth(3).expect("pool");
-            assert!(
-                before.steering.iter().any(|c| c.pool == pool),
-                "cordon of {pool} not recorded first: {:?}",
-                before.steering
-            );
-        } else if path.ends_with("/cordon") && request.method == "DELETE" {
-            assert_eq!(step, Some(MigrationStep::RestoringSteering), "{path}");
-        } else {
-            panic!("unexpected change {} {path}", request.method);
+        let pool = path.split('/').nth(3).unwrap_or_default();
+        let recorded = |kind: &str| {
+            before
+                .steering
+                .iter()
+                .any(|c| c.pool == pool && c.kind == kind)
+        };
+        match (request.method.as_str(), path) {
+            ("PUT", p) if p.contains("/replica_count/") => {
+                let n: u8 = p
+                    .rsplit('/')
+                    .next()
+                    .and_then(|n| n.parse().ok())
+                    .expect("count");
+                let want = if n == 3 {
+                    MigrationStep::ScalingUp
+                } else {
+                    MigrationStep::ScalingDown
+                };
+                assert_eq!(step, Some(want), "{p}");
+            }
+            ("PUT", p) if p.ends_with("/cordon") => {
+                assert!(recorded("Cordon"), "cordon of {pool} not recorded first");
+            }
+            ("DELETE", p) if p.contains("/label/") => {
+                // The label's value is recorded before it goes.
+                assert!(
+                    recorded("Label"),
+                    "label removal on {pool} not recorded first"
+                );
+                let value = before
+                    .steering
+                    .iter()
+                    .find(|c| c.pool == pool)
+                    .and_then(|c| c.previous_value.clone());
+                assert!(value.is_some(), "{:?}", before.steering);
+            }
+            ("DELETE", p) if p.ends_with("/cordon") => {
+                assert_eq!(step, Some(MigrationStep::RestoringSteering), "{p}");
+            }
+            ("PUT", p) if p.contains("/label/") => {
+                assert_eq!(step, Some(MigrationStep::RestoringSteering), "{p}");
+            }
+            (method, p) => panic!("unexpected change {method} {p}"),
         }
         checked += 1;
     }
+    checked
+}
+
+#[tokio::test]
+async fn every_change_is_journaled_before_it_is_sent() {
+    let checked = assert_journaled_before_sent(Behaviour::default()).await;
     assert!(checked >= 8, "only {checked} changes checked");
+}
+
+#[tokio::test]
+async fn every_label_removal_is_journaled_with_its_value_before_it_is_sent() {
+    let old_server = Behaviour {
+        pool_cordon_endpoint: false,
+        ..Behaviour::default()
+    };
+    let checked = assert_journaled_before_sent(old_server).await;
+    assert!(checked >= 8, "only {checked} changes checked");
+}
+
+#[tokio::test]
+async fn a_volume_that_cannot_be_steered_rolls_back_with_a_clear_reason() {
+    // An old server (no pool cordon) and a volume without pool inclusion labels: no
+    // label can be removed to keep n5-hot out.
+    let old_server = Behaviour {
+        pool_cordon_endpoint: false,
+        ..Behaviour::default()
+    };
+    let mut c = lab(old_server, false);
+    c.add_volume(VolumeSetup {
+        uuid: COLD_VOL.to_owned(),
+        size: GIB,
+        thin: true,
+        inclusion: BTreeMap::new(),
+        target: None,
+        pools: vec!["n1-hot".to_owned()],
+    })
+    .expect("volume");
+    let h = Harness::new(c).await;
+    h.store
+        .insert(migration("m", COLD_VOL, Tier::Hot, Tier::Cold, false));
+    let outcome = h
+        .executor(None, None)
+        .drive("m", &tiers())
+        .await
+        .expect("drive");
+    assert_eq!(outcome.phase, MigrationPhase::RolledBack, "{outcome:?}");
+    assert!(outcome.message.contains("cannot steer"), "{outcome:?}");
+    assert_eq!(h.pools(COLD_VOL), ["n1-hot"]);
+    assert!(h.replica_counts(COLD_VOL).is_empty());
+    h.assert_steering_restored();
 }
 
 #[tokio::test]

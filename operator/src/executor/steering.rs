@@ -146,3 +146,105 @@ pub async fn restore(mayastor: &Mayastor, change: &SteeringChange) -> Result<(),
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mayastor::{PoolCordonDrain, PoolSpec, PoolState};
+
+    fn pool(id: &str, node: &str, labels: &[(&str, &str)], cordoned: bool) -> Pool {
+        Pool {
+            id: id.to_owned(),
+            spec: Some(PoolSpec {
+                id: id.to_owned(),
+                node: node.to_owned(),
+                labels: labels
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                    .collect(),
+                cordon_drain: cordoned.then(|| PoolCordonDrain {
+                    cordoned: Some(PoolCordon::REPLICAS),
+                }),
+                ..PoolSpec::default()
+            }),
+            state: Some(PoolState {
+                node: node.to_owned(),
+                ..PoolState::default()
+            }),
+        }
+    }
+
+    fn inclusion() -> BTreeMap<String, String> {
+        BTreeMap::from([
+            ("created-by".to_owned(), "op".to_owned()),
+            ("tier".to_owned(), String::new()),
+        ])
+    }
+
+    #[test]
+    fn only_eligible_non_target_pools_on_unused_nodes_are_excluded() {
+        let tiers = TierPools::by_label("tier", &[(Tier::Hot, "hot"), (Tier::Cold, "cold")]);
+        let pools = [
+            // Holds the volume already: its node cannot take another replica anyway.
+            pool(
+                "n1-hot",
+                "n1",
+                &[("created-by", "op"), ("tier", "hot")],
+                false,
+            ),
+            pool(
+                "n2-hot",
+                "n2",
+                &[("created-by", "op"), ("tier", "hot")],
+                false,
+            ),
+            pool(
+                "n3-cold",
+                "n3",
+                &[("created-by", "op"), ("tier", "cold")],
+                false,
+            ),
+            // Someone else's cordon is left alone.
+            pool(
+                "n4-hot",
+                "n4",
+                &[("created-by", "op"), ("tier", "hot")],
+                true,
+            ),
+            // The volume's topology rejects it already.
+            pool("n5-plain", "n5", &[("created-by", "op")], false),
+        ];
+        let excluded =
+            pools_to_exclude(&pools, &["n1".to_owned()], &inclusion(), &tiers, Tier::Cold);
+        assert_eq!(excluded, ["n2-hot"]);
+    }
+
+    #[test]
+    fn a_removed_label_still_counts_for_the_pools_tier_while_it_is_recorded() {
+        let p = pool("n1-hot", "n1", &[("created-by", "op")], false);
+        let steering = [
+            label_removal("n1-hot", "tier", "hot"),
+            cordon_intent("n1-hot"),
+        ];
+        let labels = effective_labels(&p, &steering);
+        assert_eq!(labels.get("tier").map(String::as_str), Some("hot"));
+        assert_eq!(effective_labels(&p, &[]).get("tier"), None);
+    }
+
+    #[test]
+    fn the_fallback_removes_the_key_only_inclusion_label_first() {
+        let p = pool(
+            "n1-hot",
+            "n1",
+            &[("created-by", "op"), ("tier", "hot")],
+            false,
+        );
+        assert_eq!(
+            fallback_key(&inclusion(), &p),
+            Some(("tier".to_owned(), "hot".to_owned()))
+        );
+        let bare = pool("n9", "n9", &[], false);
+        assert_eq!(fallback_key(&inclusion(), &bare), None);
+        assert_eq!(fallback_key(&BTreeMap::new(), &p), None);
+    }
+}
