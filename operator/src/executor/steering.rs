@@ -162,7 +162,7 @@ mod tests {
                     .iter()
                     .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
                     .collect(),
-                cordon_drain: cordoned.then(|| PoolCordonDrain {
+                cordon_drain: cordoned.then_some(PoolCordonDrain {
                     cordoned: Some(PoolCordon::REPLICAS),
                 }),
                 ..PoolSpec::default()
