@@ -1106,6 +1106,11 @@ struct Case {
     both_moves: bool,
     preserve: bool,
     cordon_endpoint: bool,
+    /// The control plane removes the wrong replica once, then behaves.
+    adversarial_once: bool,
+    /// Some replica-count requests answer 503, and one pool cordon is carried out but
+    /// answers 500.
+    flaky: bool,
     crashes: [Option<(usize, CrashMode)>; 2],
 }
 
@@ -1120,9 +1125,23 @@ const MOVES: [(&str, &str, Tier, Tier); 2] = [
 async fn run_case(case: &Case) -> (usize, Vec<String>) {
     let behaviour = Behaviour {
         pool_cordon_endpoint: case.cordon_endpoint,
+        victims: if case.adversarial_once {
+            VictimPolicy::Adversarial
+        } else {
+            VictimPolicy::Documented
+        },
         ..Behaviour::default()
     };
     let h = Harness::new(lab(behaviour, case.both_moves)).await;
+    if case.flaky {
+        h.sim
+            .inject(Fault::fail_next(2, 503).on(Method::PUT, "/v0/volumes/"));
+        h.sim.inject(
+            Fault::fail_next(1, 500)
+                .on(Method::PUT, "/v0/pools/")
+                .after_apply(),
+        );
+    }
     let moves = if case.both_moves {
         &MOVES[..]
     } else {
@@ -1138,7 +1157,12 @@ async fn run_case(case: &Case) -> (usize, Vec<String>) {
     let mut writes = 0;
     let mut crashed = Vec::new();
     for crash in lives {
-        let exec = h.executor(crash, None);
+        let hook: Hook = Box::new(|sim, reason, _| {
+            if reason == "TargetReplicaLost" {
+                sim.with(|c| c.behaviour.victims = VictimPolicy::Documented);
+            }
+        });
+        let exec = h.executor(crash, Some(hook));
         let results = if case.both_moves {
             let (a, b) = tokio::join!(exec.drive("down", &t), exec.drive("up", &t));
             vec![a, b]
@@ -1239,6 +1263,8 @@ async fn crash_point_campaign_every_move_finishes_on_its_target_tier_without_lef
                     both_moves,
                     preserve,
                     cordon_endpoint,
+                    adversarial_once: false,
+                    flaky: false,
                     crashes: [None, None],
                 };
                 let (writes, _) = run_case(&case).await;
@@ -1254,6 +1280,8 @@ async fn crash_point_campaign_every_move_finishes_on_its_target_tier_without_lef
         let both_moves = rng.chance(50);
         let preserve = rng.chance(25);
         let cordon_endpoint = rng.chance(70);
+        let adversarial_once = rng.chance(20);
+        let flaky = rng.chance(20);
         let total = baseline[&(both_moves, preserve, cordon_endpoint)];
         let mut point = || {
             let at = 1 + usize::try_from(rng.below(total as u64)).expect("index");
@@ -1272,6 +1300,8 @@ async fn crash_point_campaign_every_move_finishes_on_its_target_tier_without_lef
             both_moves,
             preserve,
             cordon_endpoint,
+            adversarial_once,
+            flaky,
             crashes: [Some(first), second],
         };
         let outcome = tokio::spawn(async move { run_case(&case).await }).await;
