@@ -105,6 +105,9 @@ impl Outcome {
 pub enum ExecError {
     #[error("VolumeMigration {0} not found")]
     NotFound(String),
+    /// Another `drive` of the same move is running in this process; two would race.
+    #[error("VolumeMigration {0} is already being driven")]
+    AlreadyRunning(String),
     /// The journal could not be written, so nothing more may be done.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -140,6 +143,31 @@ pub struct Executor<S, E, C> {
     clock: C,
     config: Config,
     steering: SteeringLock,
+    /// Moves being driven now.
+    running: std::sync::Mutex<BTreeSet<String>>,
+}
+
+/// Marks a move as being driven until dropped (also when a `drive` future is dropped).
+struct Running<'a> {
+    set: &'a std::sync::Mutex<BTreeSet<String>>,
+    name: String,
+}
+
+impl<'a> Running<'a> {
+    fn claim(set: &'a std::sync::Mutex<BTreeSet<String>>, name: &str) -> Option<Self> {
+        let mut names = set.lock().unwrap_or_else(|e| e.into_inner());
+        names.insert(name.to_owned()).then(|| Running {
+            set,
+            name: name.to_owned(),
+        })
+    }
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        let mut names = self.set.lock().unwrap_or_else(|e| e.into_inner());
+        names.remove(&self.name);
+    }
 }
 
 impl<S, E, C> std::fmt::Debug for Executor<S, E, C> {
@@ -160,6 +188,7 @@ impl<S: MigrationStore, E: EventSink, C: Clock> Executor<S, E, C> {
             clock,
             config,
             steering: SteeringLock::new(()),
+            running: std::sync::Mutex::default(),
         }
     }
 
@@ -174,7 +203,12 @@ impl<S: MigrationStore, E: EventSink, C: Clock> Executor<S, E, C> {
     /// Runs the move `name` to a terminal phase, resuming from its persisted status.
     /// `tiers` maps the policy's tiers to pools. A move already finished returns its
     /// outcome without touching anything.
+    ///
+    /// The same move must not be driven twice at once: a second call while one runs
+    /// returns [`ExecError::AlreadyRunning`] without doing anything.
     pub async fn drive(&self, name: &str, tiers: &TierPools) -> Result<Outcome, ExecError> {
+        let _running = Running::claim(&self.running, name)
+            .ok_or_else(|| ExecError::AlreadyRunning(name.to_owned()))?;
         let vm = self
             .store
             .get(name)

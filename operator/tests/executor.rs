@@ -719,6 +719,25 @@ async fn a_volume_mayastor_does_not_know_or_that_is_not_settled_is_refused() {
 }
 
 #[tokio::test]
+async fn the_same_move_driven_twice_at_once_runs_only_once() {
+    let h = Harness::new(lab(Behaviour::default(), false)).await;
+    h.store
+        .insert(migration("m", HOT_VOL, Tier::Hot, Tier::Cold, false));
+    let exec = h.executor(None, None);
+    let t = tiers();
+    let (first, second) = tokio::join!(exec.drive("m", &t), exec.drive("m", &t));
+    assert_eq!(first.expect("first").phase, MigrationPhase::Succeeded);
+    assert!(
+        matches!(&second, Err(ExecError::AlreadyRunning(n)) if n == "m"),
+        "{second:?}"
+    );
+    assert_eq!(h.replica_counts(HOT_VOL), [3, 2, 3, 2]);
+    // Once it is over, it may be driven again (and returns the outcome).
+    let again = exec.drive("m", &t).await.expect("again");
+    assert_eq!(again.phase, MigrationPhase::Succeeded);
+}
+
+#[tokio::test]
 async fn a_missing_migration_is_an_error_and_a_finished_one_is_left_alone() {
     let h = Harness::new(lab(Behaviour::default(), false)).await;
     let exec = h.executor(None, None);
