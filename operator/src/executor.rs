@@ -488,6 +488,15 @@ impl<S: MigrationStore, E: EventSink, C: Clock> Run<'_, S, E, C> {
         }
         let view = self.view(&volume);
         match decision::next(&view) {
+            Action::Wait { reason } if self.rollback_overdue() => {
+                // A rollback waits only for Mayastor to settle; if it never does, stop
+                // rather than loop forever, and leave the volume as it is (extra
+                // replicas are safe) for a human.
+                let message = format!(
+                    "the rollback has waited past twice spec.timeout and gives up: {reason}"
+                );
+                self.finish(Finish::Failed, message).await
+            }
             Action::Wait { reason } => {
                 if self.status.step != Some(MigrationStep::WaitingForSync) {
                     self.enter(MigrationStep::WaitingForSync, reason).await?;
@@ -516,6 +525,15 @@ impl<S: MigrationStore, E: EventSink, C: Clock> Run<'_, S, E, C> {
             }
             Action::Finish { outcome, message } => self.finish(outcome, message).await,
         }
+    }
+
+    /// Rolling back, and more than twice `spec.timeout` since the start.
+    fn rollback_overdue(&self) -> bool {
+        let started = self.status.start_time.as_ref().map(|t| t.0);
+        self.status.abort_reason.is_some()
+            && started.is_some_and(|s| {
+                elapsed(s, self.exec.clock.now()) >= self.timeout().saturating_mul(2)
+            })
     }
 
     fn pool_tier(&self, pools: &[Pool], pool_id: &str) -> Option<couchestor_core::Tier> {
