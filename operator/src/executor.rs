@@ -519,10 +519,6 @@ impl<S: MigrationStore, E: EventSink, C: Clock> Run<'_, S, E, C> {
                 self.remove_replica(&volume, &pools, &victims).await?;
                 Ok(None)
             }
-            Action::Abort { reason } => {
-                self.abort(reason).await?;
-                Ok(None)
-            }
             Action::Finish { outcome, message } => self.finish(outcome, message).await,
         }
     }

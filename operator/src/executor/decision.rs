@@ -54,8 +54,6 @@ pub enum Action {
     AddReplica,
     /// `replica_count` − 1 with these replicas made the preferred victims.
     RemoveReplica { victims: Vec<String> },
-    /// Give up forward progress: start the rollback.
-    Abort { reason: String },
     /// The move is over.
     Finish { outcome: Finish, message: String },
 }
