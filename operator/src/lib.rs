@@ -12,8 +12,12 @@
 //!   [`mayastor::sim`] is a stateful simulator of the same API for tests (no real
 //!   Mayastor runs here).
 //!
-//! The controllers, the migration executor, leader election and the admin server are
-//! not built yet.
+//! - [`executor`]: the VolumeMigration executor — a write-ahead step machine that moves
+//!   a volume between pool tiers with Mayastor's replica count and steered placement,
+//!   resuming or rolling back after a crash from the persisted status alone.
+//!
+//! The controllers, leader election and the admin server are not built yet.
 
+pub mod executor;
 pub mod mayastor;
 pub mod prometheus;

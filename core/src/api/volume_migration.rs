@@ -164,6 +164,18 @@ pub struct VolumeMigrationStatus {
     /// The replica added on the target tier.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub added_replica: Option<ReplicaRef>,
+    /// Replicas this move added on the target tier and still counts on; one that
+    /// disappears was removed by mistake (or lost) and is replaced.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub target_replicas: Vec<ReplicaRef>,
+    /// How many times a replica this move added was lost (the wrong scale-down victim,
+    /// a failed rebuild) and had to be replaced; past the executor's limit it rolls back.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub repairs: u32,
+    /// Why the move is being rolled back; set (and persisted) before the rollback
+    /// starts, so a restarted operator keeps rolling back instead of resuming.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub abort_reason: Option<String>,
     /// Steering applied and not yet undone.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub steering: Vec<SteeringChange>,
@@ -174,6 +186,10 @@ pub struct VolumeMigrationStatus {
     pub observed_generation: Option<i64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl VolumeMigrationStatus {
