@@ -102,7 +102,11 @@ mod tests {
             let s = suggest(kind, Some(true));
             assert_eq!(s.tier, Some(Tier::Cold), "{kind:?}");
         }
-        assert!(suggest(DeviceKind::Sas, Some(true)).reason.contains("HDD on SAS"));
+        assert!(
+            suggest(DeviceKind::Sas, Some(true))
+                .reason
+                .contains("HDD on SAS")
+        );
     }
 
     #[test]

@@ -58,7 +58,9 @@ pub async fn serve(
     let local = listener.local_addr().context("listening address")?;
     tracing::info!(addr = %local, agent_id = config.agent_id, "serving the node-agent API (mTLS)");
     let publisher = if config.publish.publish_storage_node {
-        Some(tokio::spawn(publish_storage_node(config, local, shutdown.clone()).await?))
+        Some(tokio::spawn(
+            publish_storage_node(config, local, shutdown.clone()).await?,
+        ))
     } else {
         None
     };
@@ -91,15 +93,19 @@ async fn publish_storage_node(
         .endpoint(local)
         .map_err(anyhow::Error::msg)
         .context("--publish-storage-node")?;
-    let client = kube::Client::try_default()
-        .await
-        .context("--publish-storage-node needs a Kubernetes API (in-cluster config or KUBECONFIG)")?;
+    let client = kube::Client::try_default().await.context(
+        "--publish-storage-node needs a Kubernetes API (in-cluster config or KUBECONFIG)",
+    )?;
     let publisher = storage_node::Publisher::new(client, config.node_name.clone());
     let schedule = storage_node::Schedule {
         rescan: args.rescan_interval,
         heartbeat: args.heartbeat_interval,
     };
-    tracing::info!(node = config.node_name, endpoint, "publishing the StorageNode inventory");
+    tracing::info!(
+        node = config.node_name,
+        endpoint,
+        "publishing the StorageNode inventory"
+    );
     Ok(storage_node::run(
         publisher,
         args.discovery.options(false),

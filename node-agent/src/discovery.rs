@@ -58,7 +58,10 @@ pub enum SmartSource {
     /// Not asked for (fixture trees, `scan --no-smart`): reported as absent with that reason.
     Off,
     /// Run `program --json -a -n standby /dev/<name>` (a bare name is looked up in `PATH`).
-    Smartctl { program: OsString, timeout: Duration },
+    Smartctl {
+        program: OsString,
+        timeout: Duration,
+    },
 }
 
 /// What discovery found.
@@ -134,7 +137,9 @@ pub fn discover(options: &Options) -> Result<Inventory, DiscoveryError> {
             }
             _ => Ok(None),
         };
-        inventory.devices.push(assemble(raw, udev, smartctl.as_ref()));
+        inventory
+            .devices
+            .push(assemble(raw, udev, smartctl.as_ref()));
     }
     Ok(inventory)
 }

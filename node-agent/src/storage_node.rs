@@ -254,7 +254,11 @@ pub async fn run(
         );
         match publisher.publish(&status).await {
             Ok(()) => {
-                tracing::debug!(reason, devices = status.device_count, "published StorageNode status");
+                tracing::debug!(
+                    reason,
+                    devices = status.device_count,
+                    "published StorageNode status"
+                );
                 conditions = status.conditions;
                 last = Some(Published {
                     devices: inventory.devices,
@@ -354,9 +358,18 @@ mod tests {
         let t1: Timestamp = "2026-01-01T00:01:00Z".parse().expect("time");
         let first = status(vec![disk("sda")], "https://10.0.0.1:7400", Some(3), &[], t0);
         assert_eq!(first.device_count, 1);
-        assert_eq!(first.agent_endpoint.as_deref(), Some("https://10.0.0.1:7400"));
+        assert_eq!(
+            first.agent_endpoint.as_deref(),
+            Some("https://10.0.0.1:7400")
+        );
         assert_eq!(first.observed_generation, Some(3));
-        let second = status(Vec::new(), "https://10.0.0.1:7400", Some(3), &first.conditions, t1);
+        let second = status(
+            Vec::new(),
+            "https://10.0.0.1:7400",
+            Some(3),
+            &first.conditions,
+            t1,
+        );
         assert_eq!(second.device_count, 0);
         assert_eq!(second.last_heartbeat, Some(Time(t1)));
         let ready = condition::get(&second.conditions, condition::READY).expect("Ready");

@@ -58,7 +58,10 @@ impl Tree {
         let name = devpath.rsplit('/').next().expect("name");
         self.file(&format!("{devpath}/dev"), format!("{dev}\n"))
             .file(&format!("{devpath}/size"), format!("{sectors}\n"))
-            .file(&format!("{devpath}/queue/rotational"), format!("{rotational}\n"))
+            .file(
+                &format!("{devpath}/queue/rotational"),
+                format!("{rotational}\n"),
+            )
             .file(&format!("{devpath}/queue/logical_block_size"), "512\n")
             .file(&format!("{devpath}/queue/physical_block_size"), "4096\n")
             .link(&format!("block/{name}"), devpath)
@@ -80,21 +83,23 @@ impl Tree {
 }
 
 const NVME_CTRL: &str = "devices/pci0000:00/0000:00:01.1/0000:01:00.0/nvme/nvme0";
-const SAS_LUN: &str =
-    "devices/pci0000:00/0000:00:03.0/0000:03:00.0/host0/port-0:0/end_device-0:0/target0:0:0/0:0:0:0";
+const SAS_LUN: &str = "devices/pci0000:00/0000:00:03.0/0000:03:00.0/host0/port-0:0/end_device-0:0/target0:0:0/0:0:0:0";
 const SATA_LUN: &str = "devices/pci0000:00/0000:00:1f.2/ata2/host1/target1:0:0/1:0:0:0";
 const VIRTIO: &str = "devices/pci0000:00/0000:00:02.0/virtio1";
 
 fn nvme_ssd(t: &Tree) {
     let ns = format!("{NVME_CTRL}/nvme0n1");
-    t.file(&format!("{NVME_CTRL}/model"), "Samsung SSD 980 PRO 1TB                 \n")
-        .file(&format!("{NVME_CTRL}/serial"), "S5GXNF0R123456A     \n")
-        .file(&format!("{NVME_CTRL}/transport"), "pcie\n")
-        .link("class/nvme/nvme0", NVME_CTRL)
-        .disk(&ns, "259:0", "1953525168", "0")
-        .file(&format!("{ns}/nsid"), "1\n")
-        .file(&format!("{ns}/wwid"), "eui.002538b911b2c3d4\n")
-        .link(&format!("{ns}/device"), NVME_CTRL);
+    t.file(
+        &format!("{NVME_CTRL}/model"),
+        "Samsung SSD 980 PRO 1TB                 \n",
+    )
+    .file(&format!("{NVME_CTRL}/serial"), "S5GXNF0R123456A     \n")
+    .file(&format!("{NVME_CTRL}/transport"), "pcie\n")
+    .link("class/nvme/nvme0", NVME_CTRL)
+    .disk(&ns, "259:0", "1953525168", "0")
+    .file(&format!("{ns}/nsid"), "1\n")
+    .file(&format!("{ns}/wwid"), "eui.002538b911b2c3d4\n")
+    .link(&format!("{ns}/device"), NVME_CTRL);
 }
 
 /// VPD page 0x80 as the kernel exposes it: header, then the serial in ASCII.
@@ -174,7 +179,11 @@ fn an_nvme_ssd_is_hot_with_its_controller_namespace_model_serial_and_wwid() {
     assert_eq!(d.wwid.as_deref(), Some("eui.002538b911b2c3d4"));
     assert_eq!(d.suggested_tier, Some(Tier::Hot));
     assert_eq!(d.tier_reason, "NVMe flash");
-    assert!(d.unknown_attributes.is_empty(), "{:?}", d.unknown_attributes);
+    assert!(
+        d.unknown_attributes.is_empty(),
+        "{:?}",
+        d.unknown_attributes
+    );
 }
 
 #[test]
@@ -184,7 +193,11 @@ fn a_sas_hdd_is_cold_with_its_serial_from_vpd_page_0x80() {
     let inventory = t.discover();
     let d = device(&inventory, "sda");
     assert_eq!(d.kind, DeviceKind::Sas);
-    assert!(d.kind_reason.contains("end_device-0:0"), "{}", d.kind_reason);
+    assert!(
+        d.kind_reason.contains("end_device-0:0"),
+        "{}",
+        d.kind_reason
+    );
     assert_eq!(d.controller.as_deref(), Some("host0"));
     assert_eq!(d.model.as_deref(), Some("ST4000NM0025"));
     assert_eq!(d.serial.as_deref(), Some("ZC12WXYZ"));
@@ -207,7 +220,11 @@ fn a_scsi_host_listed_as_a_sas_host_makes_a_sas_disk_without_an_end_device_in_th
         .link(&format!("{lun}/block/sdf/device"), lun);
     let d = device(&t.discover(), "sdf").clone();
     assert_eq!(d.kind, DeviceKind::Sas, "{}", d.kind_reason);
-    assert!(d.kind_reason.contains("class/sas_host"), "{}", d.kind_reason);
+    assert!(
+        d.kind_reason.contains("class/sas_host"),
+        "{}",
+        d.kind_reason
+    );
     assert_eq!(d.suggested_tier, Some(Tier::Warm));
 }
 
@@ -233,8 +250,12 @@ fn a_sata_ssd_is_warm_with_serial_wwid_and_links_from_the_udev_database() {
     );
     assert_eq!(d.suggested_tier, Some(Tier::Warm));
     assert_eq!(d.tier_reason, "non-rotational (SSD) on SATA");
-    assert!(d.unknown_attributes.is_empty(), "{:?}", d.unknown_attributes);
-    assert!(inventory.notes.is_empty(), "{:?}", inventory.notes);
+    assert!(
+        d.unknown_attributes.is_empty(),
+        "{:?}",
+        d.unknown_attributes
+    );
+    assert_eq!(inventory.notes, ["smart: absent (SMART not requested)"]);
 }
 
 #[test]
@@ -249,7 +270,10 @@ fn without_a_udev_database_the_serial_is_unknown_and_a_note_says_why() {
     assert!(reason.contains("serial is missing"), "{reason}");
     assert!(reason.contains("no udev property"), "{reason}");
     assert!(
-        inventory.notes.iter().any(|n| n.contains("udev database absent")),
+        inventory
+            .notes
+            .iter()
+            .any(|n| n.contains("udev database absent")),
         "{:?}",
         inventory.notes
     );
@@ -262,7 +286,10 @@ fn a_virtio_disk_is_virtio_and_its_tier_reason_names_the_hypervisor() {
     let inventory = t.discover();
     let d = device(&inventory, "vda");
     assert_eq!(d.kind, DeviceKind::Virtio);
-    assert_eq!(d.kind_reason, "virtio-blk device virtio1 in the device path");
+    assert_eq!(
+        d.kind_reason,
+        "virtio-blk device virtio1 in the device path"
+    );
     assert_eq!(d.controller.as_deref(), Some("virtio1"));
     assert_eq!(d.serial.as_deref(), Some("20166310133103623"));
     assert_eq!(d.size_bytes, Some(256 << 30));
@@ -294,7 +321,10 @@ fn missing_attributes_are_unknown_with_the_reason_and_the_tier_stays_unknown() {
     );
     // Absent, not zero, on the wire.
     let json = serde_json::to_value(d).expect("json");
-    assert!(json.get("rotational").is_none() && json.get("sizeBytes").is_none(), "{json}");
+    assert!(
+        json.get("rotational").is_none() && json.get("sizeBytes").is_none(),
+        "{json}"
+    );
 }
 
 #[test]
@@ -346,7 +376,11 @@ fn a_zero_size_disk_is_size_zero_not_unknown() {
     assert_eq!(d.size_bytes, Some(0));
     assert!(d.unknown_attributes.iter().all(|u| u.name != "sizeBytes"));
     assert_eq!(d.kind, DeviceKind::Unknown);
-    assert!(d.kind_reason.starts_with("USB-attached (usb1)"), "{}", d.kind_reason);
+    assert!(
+        d.kind_reason.starts_with("USB-attached (usb1)"),
+        "{}",
+        d.kind_reason
+    );
     assert_eq!(d.suggested_tier, Some(Tier::Cold));
 }
 
@@ -371,7 +405,11 @@ fn a_dangling_block_link_is_reported_and_the_other_devices_still_are() {
     assert_eq!(device(&inventory, "vda").kind, DeviceKind::Virtio);
     let d = device(&inventory, "sdz");
     assert_eq!(d.kind, DeviceKind::Unknown);
-    assert!(d.kind_reason.starts_with("cannot resolve"), "{}", d.kind_reason);
+    assert!(
+        d.kind_reason.starts_with("cannot resolve"),
+        "{}",
+        d.kind_reason
+    );
     assert!(unknown_reason(d, "dev").contains("missing"));
     assert_eq!(d.suggested_tier, None);
 }
@@ -414,7 +452,10 @@ fn a_sysfs_root_without_block_is_a_clear_error() {
     let t = Tree::new();
     let e = discovery::discover(&t.options()).expect_err("no block/");
     assert!(matches!(e, DiscoveryError::ListBlockDevices { .. }), "{e}");
-    assert!(e.to_string().contains("cannot list block devices in"), "{e}");
+    assert!(
+        e.to_string().contains("cannot list block devices in"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -434,7 +475,9 @@ fn a_partition_walks_up_to_its_disk() {
 // ---- SMART ----
 
 fn fixture(name: &str) -> Vec<u8> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/smart").join(name);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/smart")
+        .join(name);
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
@@ -495,7 +538,10 @@ fn a_device_smartctl_cannot_handle_is_absent_with_smartctls_own_message() {
     let SmartOutcome::Absent(reason) = smart::parse(b"Segmentation fault") else {
         panic!("garbage parsed as SMART data");
     };
-    assert!(reason.starts_with("smartctl output is not JSON"), "{reason}");
+    assert!(
+        reason.starts_with("smartctl output is not JSON"),
+        "{reason}"
+    );
 }
 
 #[test]
@@ -658,7 +704,11 @@ fn scan_json_over_a_fixture_tree_lists_every_disk_with_its_tier() {
     args.extend(["--json".into(), "--no-smart".into()]);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let out = scan(&args);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
     let devices: Vec<Device> =
         serde_json::from_value(json["devices"].clone()).expect("devices as published");
@@ -676,7 +726,10 @@ fn scan_json_over_a_fixture_tree_lists_every_disk_with_its_tier() {
         ]
     );
     assert_eq!(json["skipped"][0]["name"], "loop0");
-    assert_eq!(devices[0].smart_absent_reason.as_deref(), Some("SMART not requested"));
+    assert_eq!(
+        devices[0].smart_absent_reason.as_deref(),
+        Some("SMART not requested")
+    );
 
     // --all brings the loop device in.
     let mut all = args.clone();
@@ -695,16 +748,35 @@ fn scan_prints_a_table_with_one_row_per_disk() {
     args.push("--no-smart".into());
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let out = scan(&args);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8(out.stdout).expect("utf-8");
     let lines: Vec<&str> = text.lines().collect();
-    for header in ["DEVICE", "SIZE", "TRANSPORT", "ROTATIONAL", "MODEL", "SERIAL", "TIER", "REASON", "SMART"] {
+    for header in [
+        "DEVICE",
+        "SIZE",
+        "TRANSPORT",
+        "ROTATIONAL",
+        "MODEL",
+        "SERIAL",
+        "TIER",
+        "REASON",
+        "SMART",
+    ] {
         assert!(lines[0].contains(header), "{}", lines[0]);
     }
     assert!(lines[1].starts_with("nvme0n1"), "{text}");
-    assert!(lines[1].contains("931.5 GiB") && lines[1].contains("NVMe") && lines[1].contains("hot"));
+    assert!(
+        lines[1].contains("931.5 GiB") && lines[1].contains("NVMe") && lines[1].contains("hot")
+    );
     assert!(lines[1].ends_with("absent (SMART not requested)"), "{text}");
-    assert!(lines[2].starts_with("sdb") && lines[2].contains("S5Y1NX0R123456"), "{text}");
+    assert!(
+        lines[2].starts_with("sdb") && lines[2].contains("S5Y1NX0R123456"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -724,10 +796,60 @@ fn scan_json_on_this_machine_parses_and_lists_the_root_disk() {
     let ((major, minor), _) = root_mount();
     let disk = discovery::disk_of(Path::new("/sys"), major, minor).expect("root disk");
     let out = scan(&["--json"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
     let devices: Vec<Device> = serde_json::from_value(json["devices"].clone()).expect("devices");
-    let d = devices.iter().find(|d| d.name == disk).expect("root disk listed");
+    let d = devices
+        .iter()
+        .find(|d| d.name == disk)
+        .expect("root disk listed");
     // With or without smartmontools, SMART is either data or an explicit reason.
-    assert!(d.smart.is_some() || d.smart_absent_reason.is_some(), "{d:#?}");
+    assert!(
+        d.smart.is_some() || d.smart_absent_reason.is_some(),
+        "{d:#?}"
+    );
+}
+
+#[test]
+fn the_installed_smartctl_answers_for_the_root_disk_in_json_that_parses() {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let installed = std::env::split_paths(&path)
+        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/sbin")])
+        .any(|dir| dir.join("smartctl").is_file());
+    assert!(
+        installed,
+        "smartctl not found: install smartmontools (listed in scripts/apt-packages; \
+         ./scripts/install-packages installs it)"
+    );
+    let ((major, minor), _) = root_mount();
+    let disk = discovery::disk_of(Path::new("/sys"), major, minor).expect("root disk");
+    let mut options = Options::host();
+    options.smart = SmartSource::Smartctl {
+        program: smartctl_program().into(),
+        timeout: Duration::from_secs(60),
+    };
+    let inventory = discovery::discover(&options).expect("discover /sys");
+    let d = device(&inventory, &disk);
+    match (&d.smart, &d.smart_absent_reason) {
+        // A disk with SMART (a physical machine).
+        (Some(smart), None) => assert_ne!(smart, &couchestor_core::api::SmartData::default()),
+        // A disk without (a VM's virtio disk): smartctl ran, answered in JSON, and its
+        // own message is the reason.
+        (None, Some(reason)) => {
+            assert!(reason.starts_with("smartctl reported no SMART data (exit status"), "{reason}");
+        }
+        other => panic!("SMART neither data nor an absent reason: {other:?}"),
+    }
+}
+
+fn smartctl_program() -> PathBuf {
+    ["/usr/sbin/smartctl", "/sbin/smartctl", "/usr/bin/smartctl"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| PathBuf::from("smartctl"))
 }

@@ -65,7 +65,11 @@ struct Sysfs(tempfile::TempDir);
 impl Sysfs {
     fn new() -> Self {
         let s = Sysfs(tempfile::tempdir().expect("tempdir"));
-        s.disk("devices/pci0000:00/0000:00:02.0/virtio1/block/vda", "254:0", "0");
+        s.disk(
+            "devices/pci0000:00/0000:00:02.0/virtio1/block/vda",
+            "254:0",
+            "0",
+        );
         s.disk("devices/virtual/block/loop0", "7:0", "1");
         s
     }
@@ -82,8 +86,11 @@ impl Sysfs {
         std::fs::write(dir.join("queue/rotational"), rotational).expect("rotational");
         std::fs::create_dir_all(self.root().join("block")).expect("mkdir");
         let name = devpath.rsplit('/').next().expect("name");
-        std::os::unix::fs::symlink(format!("../{devpath}"), self.root().join("block").join(name))
-            .expect("link");
+        std::os::unix::fs::symlink(
+            format!("../{devpath}"),
+            self.root().join("block").join(name),
+        )
+        .expect("link");
     }
 
     fn options(&self) -> Options {
@@ -99,7 +106,11 @@ impl Sysfs {
 fn start(
     sysfs: &Sysfs,
     schedule: Schedule,
-) -> (Handle, tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
+) -> (
+    Handle,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
     let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let publisher = Publisher::new(kube::Client::new(service, "default"), NODE);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -133,14 +144,23 @@ fn assert_status_apply(req: &Request<Value>) -> Value {
     assert_eq!(req.method(), "PATCH");
     assert_eq!(req.uri().path(), format!("{OBJECT}/status"));
     let q = query(req);
-    assert!(q.contains(&format!("fieldManager={}", names::MANAGER_NODE_AGENT)), "{q}");
+    assert!(
+        q.contains(&format!("fieldManager={}", names::MANAGER_NODE_AGENT)),
+        "{q}"
+    );
     assert!(q.contains("force=true"), "{q}");
-    assert_eq!(req.headers()["content-type"], "application/apply-patch+yaml");
+    assert_eq!(
+        req.headers()["content-type"],
+        "application/apply-patch+yaml"
+    );
     let body = req.body();
     assert_eq!(body["apiVersion"], "couchestor.io/v1alpha1");
     assert_eq!(body["kind"], "StorageNode");
     assert_eq!(body["metadata"]["name"], NODE);
-    assert!(body.get("spec").is_none(), "the status patch must not carry a spec: {body}");
+    assert!(
+        body.get("spec").is_none(),
+        "the status patch must not carry a spec: {body}"
+    );
     body["status"].clone()
 }
 
@@ -162,7 +182,10 @@ async fn a_missing_storage_node_is_created_then_its_status_applied_and_a_new_dis
 
     let (req, send) = next(&mut handle).await;
     assert_eq!(req.method(), "POST");
-    assert_eq!(req.uri().path(), "/apis/couchestor.io/v1alpha1/storagenodes");
+    assert_eq!(
+        req.uri().path(),
+        "/apis/couchestor.io/v1alpha1/storagenodes"
+    );
     assert!(
         query(&req).contains(&format!("fieldManager={}", names::MANAGER_NODE_AGENT)),
         "{}",
@@ -254,8 +277,16 @@ async fn an_unchanged_inventory_is_republished_at_the_heartbeat_and_the_spec_can
     let (req, send) = next(&mut handle).await;
     let second = assert_status_apply(&req);
     assert_eq!(device_names(&second), ["loop0", "vda"]);
-    let t1: Timestamp = first["lastHeartbeat"].as_str().expect("t").parse().expect("t");
-    let t2: Timestamp = second["lastHeartbeat"].as_str().expect("t").parse().expect("t");
+    let t1: Timestamp = first["lastHeartbeat"]
+        .as_str()
+        .expect("t")
+        .parse()
+        .expect("t");
+    let t2: Timestamp = second["lastHeartbeat"]
+        .as_str()
+        .expect("t")
+        .parse()
+        .expect("t");
     assert!(t2 > t1, "{t1} then {t2}");
     // Ready did not change status, so its transition time stays.
     assert_eq!(
@@ -327,9 +358,25 @@ async fn a_storage_node_created_concurrently_is_read_back_instead_of_failing() {
 fn publishing_from_a_wildcard_listen_address_needs_an_advertised_endpoint() {
     let parse = |extra: &[&str]| {
         let mut args = vec![
-            "couchestor-node-agent", "serve", "--listen", "0.0.0.0:7400", "--node-name", NODE,
-            "--agent-id", "a1", "--disk", "/d", "--index", "/i", "--tls-cert", "c",
-            "--tls-key", "k", "--tls-ca", "ca", "--publish-storage-node",
+            "couchestor-node-agent",
+            "serve",
+            "--listen",
+            "0.0.0.0:7400",
+            "--node-name",
+            NODE,
+            "--agent-id",
+            "a1",
+            "--disk",
+            "/d",
+            "--index",
+            "/i",
+            "--tls-cert",
+            "c",
+            "--tls-key",
+            "k",
+            "--tls-ca",
+            "ca",
+            "--publish-storage-node",
         ];
         args.extend_from_slice(extra);
         let Command::Serve(serve) = Config::try_parse_from(args).expect("parse").command else {
@@ -344,11 +391,12 @@ fn publishing_from_a_wildcard_listen_address_needs_an_advertised_endpoint() {
     let e = serve.publish.endpoint(serve.listen).expect_err("wildcard");
     assert!(e.contains("--advertise"), "{e}");
     let serve = parse(&["--advertise", "10.0.0.7:7400", "--heartbeat-interval", "2m"]);
-    assert_eq!(serve.publish.endpoint(serve.listen).as_deref(), Ok(ENDPOINT));
+    assert_eq!(
+        serve.publish.endpoint(serve.listen).as_deref(),
+        Ok(ENDPOINT)
+    );
     assert_eq!(serve.publish.heartbeat_interval, Duration::from_secs(120));
-    let bad = Config::try_parse_from([
-        "couchestor-node-agent", "scan", "--smart-timeout", "soon",
-    ])
-    .expect_err("bad duration");
+    let bad = Config::try_parse_from(["couchestor-node-agent", "scan", "--smart-timeout", "soon"])
+        .expect_err("bad duration");
     assert!(bad.to_string().contains("soon"), "{bad}");
 }

@@ -11,7 +11,7 @@
 //! A field smartctl did not report stays absent. When none is reported the device is
 //! "absent" with smartctl's own messages, never a record of zeros.
 
-use std::ffi::{OsStr, OsString};
+use std::ffi::OsStr;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -52,7 +52,7 @@ impl Smartctl {
                     timeout: *timeout,
                 }),
                 None => Err(format!(
-                    "{NOT_INSTALLED}: no {} on PATH; install smartmontools",
+                    "{NOT_INSTALLED}: no {} on PATH or in /usr/sbin; install smartmontools",
                     Path::new(program).display()
                 )),
             },
@@ -71,10 +71,7 @@ impl Smartctl {
         {
             Ok(child) => child,
             Err(e) => {
-                return SmartOutcome::Absent(format!(
-                    "cannot run {}: {e}",
-                    self.program.display()
-                ));
+                return SmartOutcome::Absent(format!("cannot run {}: {e}", self.program.display()));
             }
         };
         let Some(mut stdout) = child.stdout.take() else {
@@ -115,8 +112,10 @@ fn find_program(program: &OsStr) -> Option<PathBuf> {
     if as_path.components().count() > 1 {
         return as_path.is_file().then(|| as_path.to_path_buf());
     }
-    let path = std::env::var_os("PATH").unwrap_or_else(|| OsString::from("/usr/sbin:/usr/bin"));
+    // smartmontools installs into /usr/sbin, which a non-root PATH often lacks.
+    let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
+        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/sbin")])
         .map(|dir| dir.join(program))
         .find(|candidate| candidate.is_file())
 }
@@ -184,9 +183,10 @@ fn no_data_reason(value: &Value) -> String {
         .as_array()
         .map(|m| m.iter().filter_map(|m| m["string"].as_str()).collect())
         .unwrap_or_default();
-    let status = value["smartctl"]["exit_status"]
-        .as_i64()
-        .map_or_else(|| "no exit status".to_owned(), |s| format!("exit status {s}"));
+    let status = value["smartctl"]["exit_status"].as_i64().map_or_else(
+        || "no exit status".to_owned(),
+        |s| format!("exit status {s}"),
+    );
     if messages.is_empty() {
         format!("smartctl reported no SMART data ({status})")
     } else {

@@ -63,9 +63,13 @@ pub fn read_device(root: &Path, name: &str) -> RawDevice {
         Err(_) => Vec::new(),
     };
     let virtual_reason = virtual_reason(name, &components);
-    let dev = record(&mut unknown, "dev", text(&block.join("dev")).and_then(|t| {
-        super::parse_major_minor(&t).ok_or_else(|| not_a(&block.join("dev"), &t, "major:minor"))
-    }));
+    let dev = record(
+        &mut unknown,
+        "dev",
+        text(&block.join("dev")).and_then(|t| {
+            super::parse_major_minor(&t).ok_or_else(|| not_a(&block.join("dev"), &t, "major:minor"))
+        }),
+    );
     let size_bytes = record(
         &mut unknown,
         "sizeBytes",
@@ -126,8 +130,8 @@ pub fn read_device(root: &Path, name: &str) -> RawDevice {
 /// Decides NVMe / SATA / SAS / virtio from the resolved path and a few attributes, and
 /// reads the transport-specific attributes (NVMe controller, SCSI VPD serial).
 fn transport(root: &Path, block: &Path, components: &[String], device: &mut RawDevice) {
-    let has = |pred: &dyn Fn(&str) -> bool| components.iter().find(|c| pred(c)).cloned();
-    let scsi_host = has(&|c| numbered(c, "host"));
+    let has = |pred: &dyn Fn(&str) -> bool| components.iter().find(|c| pred(c.as_str())).cloned();
+    let scsi_host = has(&|c: &str| numbered(c, "host"));
     if let Some(controller) = nvme_controller(&device.name, block, components) {
         let class = root.join("class/nvme").join(&controller);
         let transport = text(&class.join("transport")).unwrap_or_else(|_| "unknown".into());
@@ -156,14 +160,14 @@ fn transport(root: &Path, block: &Path, components: &[String], device: &mut RawD
         }
     }
     device.controller = scsi_host.clone();
-    if let Some(port) = has(&|c| numbered(c, "ata")) {
+    if let Some(port) = has(&|c: &str| numbered(c, "ata")) {
         device.kind = DeviceKind::Sata;
         device.kind_reason = format!("libata port {port} in the device path");
     } else if block.join("device/vpd_pg89").exists() {
         device.kind = DeviceKind::Sata;
         device.kind_reason =
             "ATA Information VPD page (device/vpd_pg89): an ATA disk behind a SCSI/SAS HBA".into();
-    } else if let Some(end) = has(&|c| c.starts_with("end_device-")) {
+    } else if let Some(end) = has(&|c: &str| c.starts_with("end_device-")) {
         device.kind = DeviceKind::Sas;
         device.kind_reason = format!("SAS end device {end} in the device path");
     } else if let Some(host) = scsi_host
@@ -172,7 +176,7 @@ fn transport(root: &Path, block: &Path, components: &[String], device: &mut RawD
     {
         device.kind = DeviceKind::Sas;
         device.kind_reason = format!("SCSI host {host} is a SAS host (class/sas_host)");
-    } else if let Some(virtio) = has(&|c| numbered(c, "virtio")) {
+    } else if let Some(virtio) = has(&|c: &str| numbered(c, "virtio")) {
         device.kind = DeviceKind::Virtio;
         let flavour = if scsi_host.is_some() {
             "virtio-scsi"
@@ -183,7 +187,7 @@ fn transport(root: &Path, block: &Path, components: &[String], device: &mut RawD
         if scsi_host.is_none() {
             device.controller = Some(virtio);
         }
-    } else if let Some(usb) = has(&|c| numbered(c, "usb")) {
+    } else if let Some(usb) = has(&|c: &str| numbered(c, "usb")) {
         device.kind_reason = format!("USB-attached ({usb}): transport not classified");
     } else {
         device.kind_reason = format!(
@@ -299,7 +303,11 @@ fn first(paths: &[PathBuf]) -> Result<String, String> {
     Err(reasons.join("; "))
 }
 
-fn record<T>(unknown: &mut Vec<UnknownAttribute>, name: &str, value: Result<T, String>) -> Option<T> {
+fn record<T>(
+    unknown: &mut Vec<UnknownAttribute>,
+    name: &str,
+    value: Result<T, String>,
+) -> Option<T> {
     match value {
         Ok(v) => Some(v),
         Err(reason) => {
@@ -363,7 +371,10 @@ mod tests {
     fn nvme_namespace_names_give_their_controller() {
         let p = Path::new("/nonexistent/block/x");
         assert_eq!(nvme_controller("nvme0n1", p, &[]).as_deref(), Some("nvme0"));
-        assert_eq!(nvme_controller("nvme1c2n3", p, &[]).as_deref(), Some("nvme2"));
+        assert_eq!(
+            nvme_controller("nvme1c2n3", p, &[]).as_deref(),
+            Some("nvme2")
+        );
         assert_eq!(nvme_controller("nvme0", p, &[]), None);
         assert_eq!(nvme_controller("sda", p, &[]), None);
     }
