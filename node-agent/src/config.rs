@@ -51,7 +51,7 @@ pub struct DiscoveryArgs {
     /// The udev runtime directory (its `data/` is the udev database).
     #[arg(long, env = "COUCHESTOR_UDEV_ROOT", default_value = "/run/udev")]
     pub udev_root: PathBuf,
-    /// The smartctl program (smartmontools); a bare name is looked up in PATH.
+    /// The smartctl program (smartmontools); a bare name is looked up in PATH, then /usr/sbin.
     #[arg(long, env = "COUCHESTOR_SMARTCTL", default_value = "smartctl")]
     pub smartctl: OsString,
     /// Do not run smartctl (SMART is then reported absent, "SMART not requested").

@@ -840,7 +840,10 @@ fn the_installed_smartctl_answers_for_the_root_disk_in_json_that_parses() {
         // A disk without (a VM's virtio disk): smartctl ran, answered in JSON, and its
         // own message is the reason.
         (None, Some(reason)) => {
-            assert!(reason.starts_with("smartctl reported no SMART data (exit status"), "{reason}");
+            assert!(
+                reason.starts_with("smartctl reported no SMART data (exit status"),
+                "{reason}"
+            );
         }
         other => panic!("SMART neither data nor an absent reason: {other:?}"),
     }
