@@ -102,10 +102,9 @@ mod tests {
             let s = suggest(kind, Some(true));
             assert_eq!(s.tier, Some(Tier::Cold), "{kind:?}");
         }
-        assert!(
-            suggest(DeviceKind::Sas, Some(true))
-                .reason
-                .contains("HDD on SAS")
+        assert_eq!(
+            suggest(DeviceKind::Sas, Some(true)).reason,
+            "rotational (HDD) on SAS"
         );
     }
 
