@@ -400,3 +400,197 @@ fn publishing_from_a_wildcard_listen_address_needs_an_advertised_endpoint() {
         .expect_err("bad duration");
     assert!(bad.to_string().contains("soon"), "{bad}");
 }
+
+// ---- the serve process ----
+
+/// One HTTP request as the fake API server saw it.
+#[derive(Debug)]
+struct Seen {
+    method: String,
+    target: String,
+    content_type: String,
+    body: Value,
+}
+
+/// A minimal HTTP/1.1 API server on 127.0.0.1: every GET is 404 (so the agent creates
+/// its StorageNode each time), POST is 201, PATCH is 200; each request is reported.
+fn fake_api_server() -> (u16, std::sync::mpsc::Receiver<Seen>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { return };
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                let mut writer = stream.try_clone().expect("clone");
+                let mut reader = BufReader::new(stream);
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let mut parts = line.split_whitespace();
+                    let method = parts.next().unwrap_or_default().to_owned();
+                    let target = parts.next().unwrap_or_default().to_owned();
+                    let (mut length, mut content_type) = (0usize, String::new());
+                    loop {
+                        let mut header = String::new();
+                        reader.read_line(&mut header).expect("header");
+                        let header = header.trim_end();
+                        if header.is_empty() {
+                            break;
+                        }
+                        if let Some((name, value)) = header.split_once(':') {
+                            match name.to_ascii_lowercase().as_str() {
+                                "content-length" => length = value.trim().parse().expect("len"),
+                                "content-type" => content_type = value.trim().to_owned(),
+                                _ => {}
+                            }
+                        }
+                    }
+                    let mut body = vec![0; length];
+                    reader.read_exact(&mut body).expect("body");
+                    let body = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                    let (code, answer) = match method.as_str() {
+                        "GET" => (404, not_found()),
+                        "POST" => (201, storage_node(1, false)),
+                        _ => (200, storage_node(1, false)),
+                    };
+                    let answer = serde_json::to_vec(&answer).expect("json");
+                    let head = format!(
+                        "HTTP/1.1 {code} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+                        answer.len()
+                    );
+                    if writer.write_all(head.as_bytes()).is_err()
+                        || writer.write_all(&answer).is_err()
+                    {
+                        return;
+                    }
+                    let _ = tx.send(Seen {
+                        method,
+                        target,
+                        content_type,
+                        body,
+                    });
+                }
+            });
+        }
+    });
+    (port, rx)
+}
+
+/// `serve --publish-storage-node` as a process: the flag wiring, the kubeconfig client,
+/// discovery on `--sysfs-root`, and the three API calls on the wire.
+#[test]
+fn the_serve_process_publishes_its_inventory_when_asked_and_fails_fast_when_it_cannot() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = couchestor_node_agent::certs::Authority::generate("test-ca").expect("ca");
+    let issued = ca
+        .issue_agent("agent", &["127.0.0.1".to_owned()])
+        .expect("cert");
+    let tls =
+        couchestor_node_agent::certs::write_files(&dir.path().join("tls"), &issued, &ca.cert_pem)
+            .expect("certs");
+    let sysfs = Sysfs::new();
+    let (port, seen) = fake_api_server();
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\ncurrent-context: t\n\
+             clusters: [{{name: c, cluster: {{server: \"http://127.0.0.1:{port}\"}}}}]\n\
+             users: [{{name: u, user: {{}}}}]\n\
+             contexts: [{{name: t, context: {{cluster: c, user: u}}}}]\n"
+        ),
+    )
+    .expect("kubeconfig");
+    let serve = |listen: &str, kubeconfig: &Path, extra: &[&str]| {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_couchestor-node-agent"));
+        command
+            .args([
+                "serve",
+                "--listen",
+                listen,
+                "--node-name",
+                NODE,
+                "--agent-id",
+                "a1",
+            ])
+            .arg("--disk")
+            .arg(dir.path().join("disk"))
+            .arg("--index")
+            .arg(dir.path().join("index.redb"))
+            .arg("--tls-cert")
+            .arg(&tls.cert)
+            .arg("--tls-key")
+            .arg(&tls.key)
+            .arg("--tls-ca")
+            .arg(&tls.ca)
+            .args([
+                "--publish-storage-node",
+                "--rescan-interval",
+                "100ms",
+                "--no-smart",
+            ])
+            .arg("--sysfs-root")
+            .arg(sysfs.root())
+            .args(extra)
+            .env("KUBECONFIG", kubeconfig)
+            .env_remove("KUBERNETES_SERVICE_HOST")
+            .env_remove("KUBERNETES_SERVICE_PORT")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
+        command
+    };
+
+    // A wildcard address without --advertise: refused at start.
+    let out = serve("0.0.0.0:0", &kubeconfig, &[]).output().expect("run");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("give --advertise"), "{stderr}");
+    // No Kubernetes configuration at all: refused at start, naming what is missing.
+    let out = serve("127.0.0.1:0", &dir.path().join("no-such-kubeconfig"), &[])
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("needs a Kubernetes API"), "{stderr}");
+
+    let mut child = serve(
+        "127.0.0.1:0",
+        &kubeconfig,
+        &["--advertise", "10.0.0.7:7400"],
+    )
+    .spawn()
+    .expect("spawn serve");
+    let next = || {
+        seen.recv_timeout(Duration::from_secs(30))
+            .expect("a request to the API server within 30 s")
+    };
+    let get = next();
+    let post = next();
+    let patch = next();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!((get.method.as_str(), get.target.as_str()), ("GET", OBJECT));
+    assert_eq!(post.method, "POST");
+    assert!(
+        post.target
+            .starts_with("/apis/couchestor.io/v1alpha1/storagenodes?"),
+        "{}",
+        post.target
+    );
+    assert_eq!(patch.method, "PATCH");
+    assert!(
+        patch.target.starts_with(&format!("{OBJECT}/status?"))
+            && patch.target.contains("fieldManager=couchestor-node-agent"),
+        "{}",
+        patch.target
+    );
+    assert_eq!(patch.content_type, "application/apply-patch+yaml");
+    assert_eq!(device_names(&patch.body["status"]), ["vda"]);
+    assert_eq!(patch.body["status"]["agentEndpoint"], ENDPOINT);
+}
