@@ -10,6 +10,7 @@
 //! - [`duration`]: Kubernetes/Go duration syntax plus `d` and `w`;
 //! - [`selector`]: label-selector checks and matching (pool selectors, volume selectors);
 //! - [`tier`]: tier classification with hysteresis, cooldown and "unknown is not idle";
+//! - [`device_tier`]: the tier a discovered disk suggests (NVMe → hot, SSD → warm, HDD → cold);
 //! - [`plan`]: migration planning, `plan(policy, volumes, in_flight, now) -> Plan`;
 //! - [`crd`]: the generated CustomResourceDefinitions (with CEL rules) as values;
 //! - [`names`]: well-known labels, annotations and field managers.
@@ -17,6 +18,7 @@
 pub mod api;
 pub mod condition;
 pub mod crd;
+pub mod device_tier;
 pub mod duration;
 pub mod names;
 pub mod plan;

@@ -10,7 +10,7 @@ use tonic::transport::server::TcpIncoming;
 use crate::config::{CertsConfig, ServeConfig};
 use crate::rpc::{AgentIdentity, AgentService, Orders};
 use crate::store::{ShardStore, StoreConfig};
-use crate::{certs, tls};
+use crate::{certs, storage_node, tls};
 
 /// Serves until `shutdown` completes, then lets in-flight calls finish and closes the store.
 pub async fn serve(
@@ -18,6 +18,8 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     tls::install_crypto_provider();
+    // Both the gRPC server and the StorageNode publisher stop on the same signal.
+    let shutdown = futures::FutureExt::shared(shutdown);
     let material = tls::TlsMaterial::read(&config.tls_files())?;
     let store_config = StoreConfig {
         index_path: config.index.clone(),
@@ -55,6 +57,13 @@ pub async fn serve(
         .with_context(|| format!("listen on {}", config.listen))?;
     let local = listener.local_addr().context("listening address")?;
     tracing::info!(addr = %local, agent_id = config.agent_id, "serving the node-agent API (mTLS)");
+    let publisher = if config.publish.publish_storage_node {
+        Some(tokio::spawn(
+            publish_storage_node(config, local, shutdown.clone()).await?,
+        ))
+    } else {
+        None
+    };
     Server::builder()
         .tls_config(material.server_config())
         .context("TLS configuration (certificate, key, CA)")?
@@ -62,11 +71,48 @@ pub async fn serve(
         .serve_with_incoming_shutdown(TcpIncoming::from(listener), shutdown)
         .await
         .context("gRPC server")?;
+    if let Some(publisher) = publisher {
+        publisher.await.context("StorageNode publisher task")?;
+    }
     tracing::info!("shut down");
     // Streams still reading hold clones of the store; its Drop marks it clean once the last
     // one ends.
     drop(store);
     Ok(())
+}
+
+/// The StorageNode publisher of `serve --publish-storage-node`, ready to spawn. Fails on
+/// wiring errors (no Kubernetes configuration, no dialable endpoint), not on API errors.
+async fn publish_storage_node(
+    config: &ServeConfig,
+    local: std::net::SocketAddr,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<impl Future<Output = ()> + Send + 'static> {
+    let args = &config.publish;
+    let endpoint = args
+        .endpoint(local)
+        .map_err(anyhow::Error::msg)
+        .context("--publish-storage-node")?;
+    let client = kube::Client::try_default().await.context(
+        "--publish-storage-node needs a Kubernetes API (in-cluster config or KUBECONFIG)",
+    )?;
+    let publisher = storage_node::Publisher::new(client, config.node_name.clone());
+    let schedule = storage_node::Schedule {
+        rescan: args.rescan_interval,
+        heartbeat: args.heartbeat_interval,
+    };
+    tracing::info!(
+        node = config.node_name,
+        endpoint,
+        "publishing the StorageNode inventory"
+    );
+    Ok(storage_node::run(
+        publisher,
+        args.discovery.options(false),
+        endpoint,
+        schedule,
+        shutdown,
+    ))
 }
 
 /// `certs`: a CA, one certificate per host (server + client) and one client certificate.

@@ -1,8 +1,10 @@
 //! Command line of `couchestor-node-agent`, parsed once into [`Config`]. Every flag can also
 //! come from an environment variable (shown in `--help`).
 
+use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
@@ -36,6 +38,98 @@ pub enum Command {
     Archive(ArchiveCommand),
     /// Serve archived volumes read-only over NBD, reading their columns from the agents.
     Export(ExportConfig),
+    /// Discover this machine's block devices and print them (a table, or JSON).
+    Scan(ScanConfig),
+}
+
+/// Where discovery reads from (`scan` and `serve --publish-storage-node`).
+#[derive(Debug, Clone, Args)]
+pub struct DiscoveryArgs {
+    /// The sysfs mount to read block devices from.
+    #[arg(long, env = "COUCHESTOR_SYSFS_ROOT", default_value = "/sys")]
+    pub sysfs_root: PathBuf,
+    /// The udev runtime directory (its `data/` is the udev database).
+    #[arg(long, env = "COUCHESTOR_UDEV_ROOT", default_value = "/run/udev")]
+    pub udev_root: PathBuf,
+    /// The smartctl program (smartmontools); a bare name is looked up in PATH, then /usr/sbin.
+    #[arg(long, env = "COUCHESTOR_SMARTCTL", default_value = "smartctl")]
+    pub smartctl: OsString,
+    /// Do not run smartctl (SMART is then reported absent, "SMART not requested").
+    #[arg(long, env = "COUCHESTOR_NO_SMART")]
+    pub no_smart: bool,
+    /// Time allowed to one smartctl run, e.g. 30s.
+    #[arg(long, env = "COUCHESTOR_SMART_TIMEOUT", default_value = "30s", value_parser = duration)]
+    pub smart_timeout: Duration,
+}
+
+impl DiscoveryArgs {
+    pub fn options(&self, include_virtual: bool) -> crate::discovery::Options {
+        crate::discovery::Options {
+            sysfs_root: self.sysfs_root.clone(),
+            udev_root: self.udev_root.clone(),
+            include_virtual,
+            smart: if self.no_smart {
+                crate::discovery::SmartSource::Off
+            } else {
+                crate::discovery::SmartSource::Smartctl {
+                    program: self.smartctl.clone(),
+                    timeout: self.smart_timeout,
+                }
+            },
+        }
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ScanConfig {
+    #[command(flatten)]
+    pub discovery: DiscoveryArgs,
+    /// Include loop, ram, zram and device-mapper devices.
+    #[arg(long)]
+    pub all: bool,
+    /// Print JSON (the devices as published in StorageNode status) instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Publishing the node's inventory in its `StorageNode` (`serve`).
+#[derive(Debug, Clone, Args)]
+pub struct PublishArgs {
+    /// Publish this node's disk inventory, endpoint and heartbeat in its StorageNode
+    /// status (needs a Kubernetes API: in-cluster config or KUBECONFIG).
+    #[arg(long, env = "COUCHESTOR_PUBLISH_STORAGE_NODE")]
+    pub publish_storage_node: bool,
+    /// The endpoint other components reach this agent at (default: https://<--listen>);
+    /// required when --listen is a wildcard address.
+    #[arg(long, env = "COUCHESTOR_AGENT_ADVERTISE")]
+    pub advertise: Option<String>,
+    /// How often to rescan the devices; a change is published at once.
+    #[arg(long, env = "COUCHESTOR_RESCAN_INTERVAL", default_value = "30s", value_parser = duration)]
+    pub rescan_interval: Duration,
+    /// How often to publish even without a change (the heartbeat).
+    #[arg(long, env = "COUCHESTOR_HEARTBEAT_INTERVAL", default_value = "60s", value_parser = duration)]
+    pub heartbeat_interval: Duration,
+    #[command(flatten)]
+    pub discovery: DiscoveryArgs,
+}
+
+impl PublishArgs {
+    /// The advertised endpoint: `--advertise`, else `https://<listen>` unless that is a
+    /// wildcard address nobody can dial.
+    pub fn endpoint(&self, listen: SocketAddr) -> Result<String, String> {
+        match &self.advertise {
+            Some(a) if a.contains("://") => Ok(a.clone()),
+            Some(a) => Ok(format!("https://{a}")),
+            None if listen.ip().is_unspecified() => Err(format!(
+                "--listen {listen} is a wildcard address: give --advertise (e.g. the pod IP and port)"
+            )),
+            None => Ok(format!("https://{listen}")),
+        }
+    }
+}
+
+fn duration(s: &str) -> Result<Duration, String> {
+    couchestor_core::duration::parse_duration(s).map_err(|e| e.to_string())
 }
 
 /// The client side of mutual TLS towards agents.
@@ -206,6 +300,8 @@ pub struct ServeConfig {
     /// Where work-order state lives (destage watermarks); default: the --index directory.
     #[arg(long, env = "COUCHESTOR_AGENT_STATE_DIR")]
     pub state_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub publish: PublishArgs,
 }
 
 impl ServeConfig {

@@ -7,7 +7,10 @@
 //!   crash recovery from the shard headers.
 //! - [`rpc`]: the gRPC API (`couchestor.agent.v1.NodeAgent`): server over the store and a
 //!   typed client; [`tls`]: mutual TLS; [`certs`]: a CA and certificates for tests and the lab.
-//! - [`run`]: the `couchestor-node-agent` process (`serve`, `certs`).
+//! - [`discovery`]: block devices from sysfs, udev and `smartctl --json`, with a
+//!   suggested tier; [`scan`]: the `scan` command; [`storage_node`]: publishing the
+//!   inventory in the node's `StorageNode` status.
+//! - [`run`]: the `couchestor-node-agent` process (`serve`, `certs`, `scan`, ...).
 //!
 //! Still to come (issue 4): work orders (destage/rebuild/scrub/rehydrate) over gRPC, the NBD
 //! export and the local lab. See `README.md`.
@@ -17,13 +20,16 @@ pub mod archive;
 pub mod certs;
 pub mod codec;
 pub mod config;
+pub mod discovery;
 mod export;
 pub mod lab;
 pub mod nbd;
 pub mod order;
 pub mod progress;
 pub mod rpc;
+pub mod scan;
 pub mod shard;
+pub mod storage_node;
 pub mod store;
 pub mod tls;
 
@@ -40,5 +46,6 @@ pub async fn run(
         config::Command::Certs(certs) => agent::write_certs(certs),
         config::Command::Archive(command) => order::run(command).await,
         config::Command::Export(export) => export::serve(export, shutdown).await,
+        config::Command::Scan(scan) => scan::run(scan).await,
     }
 }

@@ -65,6 +65,15 @@ pub struct SmartData {
     pub percentage_used: Option<u32>,
 }
 
+/// An attribute discovery could not read, and why (a missing file, an unreadable one,
+/// a value that does not parse). Never read as zero or false.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+pub struct UnknownAttribute {
+    /// The attribute (`rotational`, `sizeBytes`, `serial`, ...).
+    pub name: String,
+    pub reason: String,
+}
+
 /// One discovered block device.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -74,8 +83,22 @@ pub struct Device {
     /// Device node (`/dev/nvme0n1`).
     pub path: String,
     pub kind: DeviceKind,
-    pub rotational: bool,
-    pub size_bytes: u64,
+    /// What the kind was read from (`NVMe controller nvme0 (pcie)`, `libata port ata2`).
+    #[serde(default)]
+    pub kind_reason: String,
+    /// Controller the device hangs off: NVMe controller (`nvme0`), SCSI host (`host2`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub controller: Option<String>,
+    /// NVMe namespace id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace_id: Option<u32>,
+    /// `queue/rotational`; absent when it could not be read (see `unknownAttributes`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotational: Option<bool>,
+    /// `size` × 512; absent when it could not be read. Zero is a real size (an empty
+    /// card reader, a detached loop device).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size_bytes: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub logical_block_size: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -86,15 +109,25 @@ pub struct Device {
     pub serial: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wwid: Option<String>,
-    /// SMART data; absent when smartmontools is not installed or the device gave none.
+    /// Stable device links from the udev database (`/dev/disk/by-id/...`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub links: Vec<String>,
+    /// SMART data; absent when smartmontools is not installed or the device gave none
+    /// (`smartAbsentReason` says which).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub smart: Option<SmartData>,
+    /// Why `smart` is absent (`smartctl not installed`, smartctl's own message, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub smart_absent_reason: Option<String>,
     /// Suggested tier (NVMe → hot, SSD → warm, HDD → cold); absent when unknown.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub suggested_tier: Option<Tier>,
     /// Why that tier was suggested (or why none was).
     #[serde(default)]
     pub tier_reason: String,
+    /// Attributes that could not be read, each with the reason.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unknown_attributes: Vec<UnknownAttribute>,
 }
 
 /// Observed state of a node, written by its node agent.
