@@ -102,20 +102,24 @@ fn check_all(what: &str, objects: &[Value]) {
 
 #[test]
 fn every_manifest_file_parses_into_typed_objects_with_no_unknown_fields() {
-    let patch = deploy().join("kustomize/mayastor-csi-patch/csi-controller-patch.yaml");
+    let patches = [
+        deploy().join("kustomize/mayastor-csi-patch/csi-controller-patch.yaml"),
+        deploy().join("kustomize/mayastor-csi-patch/csi-controller-unpatch.yaml"),
+    ];
     let mut files = yaml_files(&deploy().join("kustomize"));
     files.extend(yaml_files(&deploy().join("webhook")));
     files.extend(yaml_files(&deploy().join("crds")));
     files.extend(yaml_files(&deploy().join("helm/couchestor/crds")));
     let mut checked = 0;
-    for file in files.iter().filter(|f| **f != patch) {
+    for file in files.iter().filter(|f| !patches.contains(f)) {
         let docs = manifest::parse_file(file).unwrap_or_else(|e| panic!("{e}"));
         assert!(!docs.is_empty(), "{} is empty", file.display());
         check_all(&file.display().to_string(), &docs);
         checked += docs.len();
     }
-    // The patch is a partial Deployment: checked once applied, in
-    // the_mayastor_csi_patch_routes_the_provisioner_and_attacher_through_the_sidecar.
+    // The patches are partial Deployments: checked once applied, in
+    // the_mayastor_csi_patch_routes_the_provisioner_and_attacher_through_the_sidecar and
+    // the_csi_unpatch_restores_mayastor_s_deployment_exactly.
     assert!(checked >= 30, "only {checked} documents found");
 }
 
@@ -280,29 +284,56 @@ fn env_value(container: &Value, name: &str) -> Option<String> {
         .and_then(|e| e["value"].as_str().map(str::to_owned))
 }
 
+/// Renders `resources` (files copied into a temp dir) plus `components` and `patches`
+/// (paths in the repository) with `kubectl kustomize`.
+fn kustomize_in_temp(resources: &[(&str, &str)], components: &[PathBuf], patches: &[PathBuf]) -> Vec<Value> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let here = dir.path().canonicalize().expect("tempdir path");
+    let mut k = String::from("apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n");
+    for (name, text) in resources {
+        std::fs::write(here.join(name), text).expect("write resource");
+        k.push_str(&format!("  - {name}\n"));
+    }
+    if !components.is_empty() {
+        k.push_str("components:\n");
+        for c in components {
+            let rel = relative(&here, &c.canonicalize().expect("component"));
+            k.push_str(&format!("  - {}\n", rel.display()));
+        }
+    }
+    if !patches.is_empty() {
+        // Patch files must be inside the kustomization root: copy them in.
+        k.push_str("patches:\n");
+        for (i, p) in patches.iter().enumerate() {
+            let name = format!("patch-{i}.yaml");
+            std::fs::copy(p, here.join(&name)).expect("copy patch");
+            k.push_str(&format!("  - path: {name}\n"));
+        }
+    }
+    std::fs::write(here.join("kustomization.yaml"), k).expect("write kustomization");
+    let text = tools::kustomize(&here).unwrap_or_else(|e| panic!("{e}"));
+    manifest::parse_stream(&text).expect("parses")
+}
+
+fn mayastor_fixture() -> (PathBuf, String) {
+    let fixture = repo().join("tests/fixtures/mayastor-csi-controller.yaml");
+    let text = std::fs::read_to_string(&fixture).expect("fixture");
+    (fixture, text)
+}
+
 #[test]
 fn the_mayastor_csi_patch_routes_the_provisioner_and_attacher_through_the_sidecar() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let fixture = repo().join("tests/fixtures/mayastor-csi-controller.yaml");
-    std::fs::copy(&fixture, dir.path().join("mayastor.yaml")).expect("copy fixture");
-    let component = relative(
-        &dir.path().canonicalize().expect("tempdir path"),
-        &deploy().join("kustomize/mayastor-csi-patch").canonicalize().expect("component"),
+    let (fixture, text) = mayastor_fixture();
+    let objects = kustomize_in_temp(
+        &[("mayastor.yaml", &text)],
+        &[deploy().join("kustomize/mayastor-csi-patch")],
+        &[],
     );
-    std::fs::write(
-        dir.path().join("kustomization.yaml"),
-        format!(
-            "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - mayastor.yaml\ncomponents:\n  - {}\n",
-            component.display()
-        ),
-    )
-    .expect("write kustomization");
-    let text = tools::kustomize(dir.path()).unwrap_or_else(|e| panic!("{e}"));
-    let objects = manifest::parse_stream(&text).expect("parses");
     assert_eq!(objects.len(), 1);
     check_all("patched Mayastor CSI controller", &objects);
     let patched = &objects[0];
     let original = &manifest::parse_file(&fixture).expect("fixture")[0];
+    assert_ne!(patched, original);
 
     let sidecar = container(patched, "couchestor-csi-sidecar");
     let listen = env_value(sidecar, "COUCHESTOR_CSI_LISTEN").expect("listen");
@@ -338,6 +369,24 @@ fn the_mayastor_csi_patch_routes_the_provisioner_and_attacher_through_the_sideca
     assert!(listen_path.starts_with(mount["mountPath"].as_str().expect("mountPath")));
     // And its settings are flags the sidecar accepts.
     check_container_flags("couchestor-csi-sidecar", sidecar).unwrap_or_else(|e| panic!("{e}"));
+}
+
+#[test]
+fn the_csi_unpatch_restores_mayastor_s_deployment_exactly() {
+    let (fixture, text) = mayastor_fixture();
+    let patched = kustomize_in_temp(
+        &[("mayastor.yaml", &text)],
+        &[deploy().join("kustomize/mayastor-csi-patch")],
+        &[],
+    );
+    let patched_text = serde_yaml::to_string(&patched[0]).expect("yaml");
+    let restored = kustomize_in_temp(
+        &[("patched.yaml", &patched_text)],
+        &[],
+        &[deploy().join("kustomize/mayastor-csi-patch/csi-controller-unpatch.yaml")],
+    );
+    let original = manifest::parse_file(&fixture).expect("fixture");
+    assert_eq!(restored, original, "patch then unpatch must give Mayastor's Deployment back");
 }
 
 /// The clap command of a component binary, by binary name (the operator has none yet on
@@ -642,7 +691,10 @@ fn images_name_dockerfile_targets_and_carry_the_workspace_version() {
     let mut images = BTreeSet::new();
     for obj in &objects {
         for c in manifest::containers(obj) {
-            let image = c["image"].as_str().expect("image");
+            // Containers of the patch that only change env carry no image.
+            let Some(image) = c["image"].as_str() else {
+                continue;
+            };
             if !image.starts_with("couchestor/") {
                 continue;
             }
@@ -699,7 +751,7 @@ fn the_grafana_dashboard_queries_only_metrics_that_are_exported() {
                 .iter()
                 .find_map(|s| name.strip_suffix(s))
                 .filter(|b| OPERATOR_METRICS.contains(b))
-                .unwrap_or(&name)
+                .unwrap_or(name.as_str())
                 .to_owned();
             assert!(OPERATOR_METRICS.contains(&base.as_str()), "{expr}: {name} is not exported");
             used.insert(base);

@@ -115,7 +115,7 @@ mod tests {
                     ENTRYPOINT [\"/usr/local/bin/app\"]\n";
         let stages = parse(text).expect("parses");
         assert_eq!(stages.len(), 2);
-        assert_eq!(stages[0].runs, vec!["cargo build   --release".to_owned()]);
+        assert_eq!(stages[0].runs, vec!["cargo build  --release".to_owned()]);
         assert_eq!(stages[1].name.as_deref(), Some("app"));
         assert_eq!(
             stages[1].entrypoint,

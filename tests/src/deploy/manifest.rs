@@ -117,8 +117,17 @@ pub fn first_difference(a: &Value, b: &Value, at: &str) -> Option<String> {
             .zip(y)
             .enumerate()
             .find_map(|(i, (v, w))| first_difference(v, w, &format!("{at}[{i}]"))),
-        _ if a == b => None,
+        _ if same_scalar(a, b) => None,
         _ => Some(format!("{at} ({a} vs {b})")),
+    }
+}
+
+/// Equal values, numbers compared by value: JSON (and so Kubernetes) does not tell `254`
+/// from `254.0`, while renderers and typed fields (`f64` schema bounds) switch between them.
+pub fn same_scalar(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => x == y || x.as_f64() == y.as_f64(),
+        _ => a == b,
     }
 }
 
@@ -144,6 +153,8 @@ mod tests {
             Some(".spec.ports[1].port (443 vs 8443)".to_owned())
         );
         assert_eq!(first_difference(&a, &a, ""), None);
+        assert_eq!(first_difference(&json!({"m": 254}), &json!({"m": 254.0}), ""), None);
+        assert!(first_difference(&json!({"m": 254}), &json!({"m": 255.0}), "").is_some());
         let c = json!({"spec": {}});
         assert!(
             first_difference(&a, &c, "")

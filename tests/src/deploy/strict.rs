@@ -52,7 +52,7 @@ fn lost(input: &Value, output: &Value, at: &str) -> Option<String> {
             .zip(o)
             .enumerate()
             .find_map(|(n, (v, w))| lost(v, w, &format!("{at}[{n}]"))),
-        _ if input == output => None,
+        _ if super::manifest::same_scalar(input, output) => None,
         _ => Some(format!("{at} (was {input}, typed {output})")),
     }
 }
@@ -165,7 +165,7 @@ pub struct Certificate {
 pub struct CertificateSpec {
     pub secret_name: String,
     pub issuer_ref: IssuerRef,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, rename = "isCA", skip_serializing_if = "Option::is_none")]
     pub is_ca: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub common_name: Option<String>,
