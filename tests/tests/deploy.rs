@@ -92,9 +92,12 @@ fn check_all(what: &str, objects: &[Value]) {
     let errors: Vec<String> = objects
         .iter()
         .filter_map(|o| {
-            strict::check(o)
-                .err()
-                .map(|e| format!("{what}: {}: {e}", manifest::key_of(o).map_or_else(|k| k, |k| k.to_string())))
+            strict::check(o).err().map(|e| {
+                format!(
+                    "{what}: {}: {e}",
+                    manifest::key_of(o).map_or_else(|k| k, |k| k.to_string())
+                )
+            })
         })
         .collect();
     assert!(errors.is_empty(), "{}", errors.join("\n"));
@@ -134,9 +137,16 @@ fn the_base_kustomization_lists_every_manifest_in_its_directory() {
         .filter_map(|r| r.as_str().map(str::to_owned))
         .collect();
     for file in yaml_files(&base) {
-        let name = file.file_name().and_then(|n| n.to_str()).expect("name").to_owned();
+        let name = file
+            .file_name()
+            .and_then(|n| n.to_str())
+            .expect("name")
+            .to_owned();
         if name != "kustomization.yaml" {
-            assert!(listed.contains(&name), "{name} is in base/ but not in its kustomization");
+            assert!(
+                listed.contains(&name),
+                "{name} is in base/ but not in its kustomization"
+            );
         }
     }
     for dir in ["../../crds", "../../webhook"] {
@@ -172,7 +182,10 @@ fn the_kustomize_base_and_overlays_render_and_parse_strictly() {
                 assert_eq!(ns, NAMESPACE, "{variant}: {key}");
             }
         }
-        let crds = keys.keys().filter(|k| k.kind == "CustomResourceDefinition").count();
+        let crds = keys
+            .keys()
+            .filter(|k| k.kind == "CustomResourceDefinition")
+            .count();
         assert_eq!(crds, 5, "{variant}: every CRD");
     }
 }
@@ -190,16 +203,30 @@ fn helm_renders_the_same_objects_as_kustomize_except_the_namespace() {
         let kustomized = render_kustomize(variant);
         let helm = render_helm(NAMESPACE, values);
         check_all(&format!("helm {values:?}"), &helm);
-        let diff = manifest::diff(variant, &kustomized, "helm", &helm, std::slice::from_ref(&namespace))
-            .unwrap_or_else(|e| panic!("{e}"));
-        assert!(diff.is_empty(), "{variant} vs helm {values:?}:\n{}", diff.join("\n"));
+        let diff = manifest::diff(
+            variant,
+            &kustomized,
+            "helm",
+            &helm,
+            std::slice::from_ref(&namespace),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            diff.is_empty(),
+            "{variant} vs helm {values:?}:\n{}",
+            diff.join("\n")
+        );
     }
 }
 
 #[test]
 fn the_helm_chart_lints_clean_in_strict_mode() {
-    let report = tools::helm_lint(&deploy().join("helm/couchestor")).unwrap_or_else(|e| panic!("{e}"));
-    assert!(report.contains("1 chart(s) linted, 0 problem(s)"), "{report}");
+    let report =
+        tools::helm_lint(&deploy().join("helm/couchestor")).unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        report.contains("1 chart(s) linted, 0 problem(s)"),
+        "{report}"
+    );
 }
 
 #[test]
@@ -210,7 +237,10 @@ fn helm_follows_the_release_namespace_everywhere() {
     );
     check_all("helm in namespace tiering", &objects);
     let text = serde_json::to_string(&objects).expect("json");
-    assert!(!text.contains(NAMESPACE), "a hard-coded {NAMESPACE} is left in the chart");
+    assert!(
+        !text.contains(NAMESPACE),
+        "a hard-coded {NAMESPACE} is left in the chart"
+    );
     let keys = manifest::by_key(&objects).expect("keys");
     let validating = keys
         .iter()
@@ -230,7 +260,10 @@ fn helm_follows_the_release_namespace_everywhere() {
         .find(|(k, _)| k.kind == "Certificate" && k.name == "couchestor-webhook")
         .map(|(_, v)| v)
         .expect("serving certificate");
-    assert_eq!(cert["spec"]["dnsNames"][0], "couchestor-webhook.tiering.svc");
+    assert_eq!(
+        cert["spec"]["dnsNames"][0],
+        "couchestor-webhook.tiering.svc"
+    );
     // The CSI sidecar's binding still names Mayastor's ServiceAccount, not ours.
     let binding = keys
         .iter()
@@ -242,8 +275,11 @@ fn helm_follows_the_release_namespace_everywhere() {
 
 #[test]
 fn a_missing_kubectl_is_reported_with_the_install_step() {
-    let err = tools::kustomize_with("couchestor-no-such-kubectl", &deploy().join("kustomize/base"))
-        .expect_err("not installed");
+    let err = tools::kustomize_with(
+        "couchestor-no-such-kubectl",
+        &deploy().join("kustomize/base"),
+    )
+    .expect_err("not installed");
     assert!(err.contains("scripts/install-packages"), "{err}");
 }
 
@@ -286,10 +322,16 @@ fn env_value(container: &Value, name: &str) -> Option<String> {
 
 /// Renders `resources` (files copied into a temp dir) plus `components` and `patches`
 /// (paths in the repository) with `kubectl kustomize`.
-fn kustomize_in_temp(resources: &[(&str, &str)], components: &[PathBuf], patches: &[PathBuf]) -> Vec<Value> {
+fn kustomize_in_temp(
+    resources: &[(&str, &str)],
+    components: &[PathBuf],
+    patches: &[PathBuf],
+) -> Vec<Value> {
     let dir = tempfile::tempdir().expect("tempdir");
     let here = dir.path().canonicalize().expect("tempdir path");
-    let mut k = String::from("apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n");
+    let mut k = String::from(
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n",
+    );
     for (name, text) in resources {
         std::fs::write(here.join(name), text).expect("write resource");
         k.push_str(&format!("  - {name}\n"));
@@ -339,7 +381,8 @@ fn the_mayastor_csi_patch_routes_the_provisioner_and_attacher_through_the_sideca
     let listen = env_value(sidecar, "COUCHESTOR_CSI_LISTEN").expect("listen");
     let backend = env_value(sidecar, "COUCHESTOR_CSI_BACKEND").expect("backend");
     let listen_path = couchestor_csi_sidecar::config::parse_unix_endpoint(&listen).expect("listen");
-    let backend_path = couchestor_csi_sidecar::config::parse_unix_endpoint(&backend).expect("backend");
+    let backend_path =
+        couchestor_csi_sidecar::config::parse_unix_endpoint(&backend).expect("backend");
     for name in ["csi-provisioner", "csi-attacher"] {
         assert_eq!(
             env_value(container(patched, name), "ADDRESS").map(PathBuf::from),
@@ -359,9 +402,15 @@ fn the_mayastor_csi_patch_routes_the_provisioner_and_attacher_through_the_sideca
     assert_eq!(backend_path, PathBuf::from(socket));
     assert_ne!(listen_path, backend_path);
     // The resizer keeps talking to Mayastor directly; every other field is unchanged.
-    assert_eq!(container(patched, "csi-resizer"), container(original, "csi-resizer"));
+    assert_eq!(
+        container(patched, "csi-resizer"),
+        container(original, "csi-resizer")
+    );
     for name in ["csi-provisioner", "csi-attacher"] {
-        assert_eq!(container(patched, name)["args"], container(original, name)["args"]);
+        assert_eq!(
+            container(patched, name)["args"],
+            container(original, name)["args"]
+        );
     }
     // The socket directory is shared: the sidecar mounts the same volume at the same path.
     let mount = &sidecar["volumeMounts"][0];
@@ -386,7 +435,10 @@ fn the_csi_unpatch_restores_mayastor_s_deployment_exactly() {
         &[deploy().join("kustomize/mayastor-csi-patch/csi-controller-unpatch.yaml")],
     );
     let original = manifest::parse_file(&fixture).expect("fixture");
-    assert_eq!(restored, original, "patch then unpatch must give Mayastor's Deployment back");
+    assert_eq!(
+        restored, original,
+        "patch then unpatch must give Mayastor's Deployment back"
+    );
 }
 
 /// The clap command of a component binary, by binary name (the operator has none yet on
@@ -424,10 +476,16 @@ fn check_container_flags(binary: &str, container: &Value) -> Result<(), String> 
     let Some(command) = command_of(binary) else {
         for (name, _) in &env {
             if !OPERATOR_ENV.contains(&name.as_str()) {
-                return Err(format!("{binary}: {name} is not in the operator's contract"));
+                return Err(format!(
+                    "{binary}: {name} is not in the operator's contract"
+                ));
             }
         }
-        return if args.is_empty() { Ok(()) } else { Err(format!("{binary}: unexpected args {args:?}")) };
+        return if args.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("{binary}: unexpected args {args:?}"))
+        };
     };
     let mut scope = vec![command.clone()];
     if let Some(sub) = args.first().and_then(|a| command.find_subcommand(a)) {
@@ -457,7 +515,10 @@ fn binary_of_image(image: &str) -> String {
         .strip_prefix("couchestor/")
         .and_then(|r| r.split(':').next())
         .unwrap_or_else(|| panic!("{image} is not a couchestor/<component> image"));
-    assert!(COMPONENTS.contains(&target), "{image}: no Dockerfile target {target}");
+    assert!(
+        COMPONENTS.contains(&target),
+        "{image}: no Dockerfile target {target}"
+    );
     format!("couchestor-{target}")
 }
 
@@ -472,7 +533,11 @@ fn container_args_and_environment_are_flags_the_binaries_accept() {
             seen.insert(binary);
         }
     }
-    assert_eq!(seen.len(), 3, "operator, webhook and node agent run from the base: {seen:?}");
+    assert_eq!(
+        seen.len(),
+        3,
+        "operator, webhook and node agent run from the base: {seen:?}"
+    );
 }
 
 #[test]
@@ -488,7 +553,10 @@ fn a_misspelt_environment_variable_is_caught() {
 }
 
 fn port_of(addr: &str) -> i64 {
-    addr.rsplit(':').next().and_then(|p| p.parse().ok()).expect("host:port")
+    addr.rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("host:port")
 }
 
 fn named_port(container: &Value, name: &str) -> i64 {
@@ -516,10 +584,16 @@ fn probes_and_services_point_at_what_the_components_serve() {
 
     let operator = manifest::containers(get("Deployment", "couchestor-operator"))[0];
     let http = named_port(operator, "http");
-    assert_eq!(http, port_of(&env_value(operator, "COUCHESTOR_HTTP_ADDR").expect("addr")));
+    assert_eq!(
+        http,
+        port_of(&env_value(operator, "COUCHESTOR_HTTP_ADDR").expect("addr"))
+    );
     assert_eq!(operator["livenessProbe"]["httpGet"]["path"], "/healthz");
     assert_eq!(operator["readinessProbe"]["httpGet"]["path"], "/readyz");
-    assert_eq!(get("Deployment", "couchestor-operator")["spec"]["replicas"], 2);
+    assert_eq!(
+        get("Deployment", "couchestor-operator")["spec"]["replicas"],
+        2
+    );
     let names: BTreeSet<&str> = operator["env"]
         .as_array()
         .expect("env")
@@ -527,20 +601,33 @@ fn probes_and_services_point_at_what_the_components_serve() {
         .filter(|e| e["valueFrom"]["fieldRef"].is_object())
         .filter_map(|e| e["name"].as_str())
         .collect();
-    assert_eq!(names, BTreeSet::from(["POD_NAME", "POD_NAMESPACE"]), "downward API");
+    assert_eq!(
+        names,
+        BTreeSet::from(["POD_NAME", "POD_NAMESPACE"]),
+        "downward API"
+    );
 
     let webhook = manifest::containers(get("Deployment", "couchestor-webhook"))[0];
     let https = named_port(webhook, "https");
-    assert_eq!(https, port_of(&env_value(webhook, "COUCHESTOR_LISTEN").expect("listen")));
+    assert_eq!(
+        https,
+        port_of(&env_value(webhook, "COUCHESTOR_LISTEN").expect("listen"))
+    );
     for (probe, path) in [("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")] {
         assert_eq!(webhook[probe]["httpGet"]["path"], path);
         assert_eq!(webhook[probe]["httpGet"]["scheme"], "HTTPS");
     }
-    assert_eq!(get("Deployment", "couchestor-webhook")["spec"]["replicas"], 2);
+    assert_eq!(
+        get("Deployment", "couchestor-webhook")["spec"]["replicas"],
+        2
+    );
     let service = get("Service", "couchestor-webhook");
     assert_eq!(service["spec"]["ports"][0]["targetPort"], "https");
     let service_port = service["spec"]["ports"][0]["port"].clone();
-    for kind in ["ValidatingWebhookConfiguration", "MutatingWebhookConfiguration"] {
+    for kind in [
+        "ValidatingWebhookConfiguration",
+        "MutatingWebhookConfiguration",
+    ] {
         let cfg = keys
             .iter()
             .find(|(k, _)| k.kind == kind)
@@ -554,29 +641,58 @@ fn probes_and_services_point_at_what_the_components_serve() {
         }
     }
     // The TLS files the webhook reads are in the mounted Secret.
-    let mount = webhook["volumeMounts"][0]["mountPath"].as_str().expect("mount");
+    let mount = webhook["volumeMounts"][0]["mountPath"]
+        .as_str()
+        .expect("mount");
     for var in ["COUCHESTOR_TLS_CERT", "COUCHESTOR_TLS_KEY"] {
-        assert!(env_value(webhook, var).expect(var).starts_with(mount), "{var}");
+        assert!(
+            env_value(webhook, var).expect(var).starts_with(mount),
+            "{var}"
+        );
     }
 
     let agent = manifest::containers(get("DaemonSet", "couchestor-node-agent"))[0];
     let grpc = named_port(agent, "grpc");
-    assert_eq!(grpc, port_of(&env_value(agent, "COUCHESTOR_AGENT_LISTEN").expect("listen")));
+    assert_eq!(
+        grpc,
+        port_of(&env_value(agent, "COUCHESTOR_AGENT_LISTEN").expect("listen"))
+    );
     assert_eq!(agent["livenessProbe"]["tcpSocket"]["port"], "grpc");
     assert_eq!(agent["securityContext"]["privileged"], false);
     let mounts: BTreeMap<&str, bool> = agent["volumeMounts"]
         .as_array()
         .expect("mounts")
         .iter()
-        .map(|m| (m["mountPath"].as_str().expect("path"), m["readOnly"] == true))
+        .map(|m| {
+            (
+                m["mountPath"].as_str().expect("path"),
+                m["readOnly"] == true,
+            )
+        })
         .collect();
     for ro in ["/sys", "/dev", "/run/udev"] {
-        assert_eq!(mounts.get(ro), Some(&true), "{ro} must be mounted read-only");
+        assert_eq!(
+            mounts.get(ro),
+            Some(&true),
+            "{ro} must be mounted read-only"
+        );
     }
-    let writable: Vec<&&str> = mounts.iter().filter(|(_, ro)| !**ro).map(|(p, _)| p).collect();
-    assert_eq!(writable, vec![&"/var/lib/couchestor"], "one writable host directory");
+    let writable: Vec<&&str> = mounts
+        .iter()
+        .filter(|(_, ro)| !**ro)
+        .map(|(p, _)| p)
+        .collect();
+    assert_eq!(
+        writable,
+        vec![&"/var/lib/couchestor"],
+        "one writable host directory"
+    );
     for var in ["COUCHESTOR_AGENT_DISKS", "COUCHESTOR_AGENT_INDEX"] {
-        assert!(env_value(agent, var).expect(var).starts_with("/var/lib/couchestor/"));
+        assert!(
+            env_value(agent, var)
+                .expect(var)
+                .starts_with("/var/lib/couchestor/")
+        );
     }
 
     for pdb in ["couchestor-operator", "couchestor-webhook"] {
@@ -586,7 +702,11 @@ fn probes_and_services_point_at_what_the_components_serve() {
         for c in manifest::containers(obj) {
             for side in ["requests", "limits"] {
                 for res in ["cpu", "memory"] {
-                    assert!(c["resources"][side][res].is_string(), "{}: {side}.{res}", c["name"]);
+                    assert!(
+                        c["resources"][side][res].is_string(),
+                        "{}: {side}.{res}",
+                        c["name"]
+                    );
                 }
             }
         }
@@ -597,7 +717,10 @@ fn probes_and_services_point_at_what_the_components_serve() {
 fn the_webhook_serves_the_probe_paths_the_manifests_use() {
     use couchestor_webhook::{index::Index, server};
     use tower::ServiceExt;
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("rt");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("rt");
     runtime.block_on(async {
         for (index, ready) in [(Index::synced(), 200), (Index::unsynced(), 503)] {
             let app = server::router(index, &server::Options::default());
@@ -615,11 +738,21 @@ fn the_webhook_serves_the_probe_paths_the_manifests_use() {
 fn cargo_bins() -> BTreeMap<String, (String, Vec<String>)> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let out = std::process::Command::new(cargo)
-        .args(["metadata", "--no-deps", "--format-version", "1", "--offline"])
+        .args([
+            "metadata",
+            "--no-deps",
+            "--format-version",
+            "1",
+            "--offline",
+        ])
         .current_dir(repo())
         .output()
         .expect("cargo metadata runs");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let meta: Value = serde_json::from_slice(&out.stdout).expect("metadata JSON");
     meta["packages"]
         .as_array()
@@ -630,11 +763,18 @@ fn cargo_bins() -> BTreeMap<String, (String, Vec<String>)> {
                 .as_array()
                 .into_iter()
                 .flatten()
-                .filter(|t| t["kind"].as_array().is_some_and(|k| k.iter().any(|k| k == "bin")))
+                .filter(|t| {
+                    t["kind"]
+                        .as_array()
+                        .is_some_and(|k| k.iter().any(|k| k == "bin"))
+                })
                 .filter_map(|t| t["name"].as_str().map(str::to_owned))
                 .collect();
             let name = p["name"].as_str().expect("name").to_owned();
-            (name, (p["version"].as_str().expect("version").to_owned(), bins))
+            (
+                name,
+                (p["version"].as_str().expect("version").to_owned(), bins),
+            )
         })
         .collect()
 }
@@ -657,23 +797,41 @@ fn dockerfile_targets_run_the_binaries_the_crates_build() {
             .find(|s| s.name.as_deref() == Some(target))
             .unwrap_or_else(|| panic!("no Dockerfile target {target}"));
         let path = format!("/usr/local/bin/{binary}");
-        assert_eq!(stage.entrypoint, Some(vec![path.clone()]), "{target}: entrypoint");
+        assert_eq!(
+            stage.entrypoint,
+            Some(vec![path.clone()]),
+            "{target}: entrypoint"
+        );
         assert!(
-            stage.copies.iter().any(|c| c.from_stage.as_deref() == Some("builder")
-                && c.sources == [format!("/out/{binary}")]
-                && c.dest == path),
+            stage
+                .copies
+                .iter()
+                .any(|c| c.from_stage.as_deref() == Some("builder")
+                    && c.sources == [format!("/out/{binary}")]
+                    && c.dest == path),
             "{target}: copies /out/{binary} from the builder to {path}"
         );
-        assert!(build.contains(&format!("-p {package}")), "the builder builds {package}");
-        assert!(build.contains(&format!("target/release/{binary}")), "the builder keeps {binary}");
-        let (_, crate_bins) = bins.get(&package).unwrap_or_else(|| panic!("no package {package}"));
+        assert!(
+            build.contains(&format!("-p {package}")),
+            "the builder builds {package}"
+        );
+        assert!(
+            build.contains(&format!("target/release/{binary}")),
+            "the builder keeps {binary}"
+        );
+        let (_, crate_bins) = bins
+            .get(&package)
+            .unwrap_or_else(|| panic!("no package {package}"));
         // The operator's binary arrives with the controller branch: until then the crate has
         // no binary at all, never one with another name.
         if package == "couchestor-operator" && crate_bins.is_empty() {
             eprintln!("note: {package} has no binary target yet (controller branch)");
             continue;
         }
-        assert!(crate_bins.contains(&binary), "{package} builds {crate_bins:?}, not {binary}");
+        assert!(
+            crate_bins.contains(&binary),
+            "{package} builds {crate_bins:?}, not {binary}"
+        );
     }
 }
 
@@ -681,12 +839,19 @@ fn dockerfile_targets_run_the_binaries_the_crates_build() {
 fn images_name_dockerfile_targets_and_carry_the_workspace_version() {
     let bins = cargo_bins();
     let (version, _) = bins.get("couchestor-webhook").expect("webhook package");
-    let chart = &manifest::parse_file(&deploy().join("helm/couchestor/Chart.yaml")).expect("chart")[0];
-    assert_eq!(chart["appVersion"].as_str(), Some(version.as_str()), "Chart appVersion");
+    let chart =
+        &manifest::parse_file(&deploy().join("helm/couchestor/Chart.yaml")).expect("chart")[0];
+    assert_eq!(
+        chart["appVersion"].as_str(),
+        Some(version.as_str()),
+        "Chart appVersion"
+    );
     let mut objects = render_kustomize("base");
     objects.extend(
-        manifest::parse_file(&deploy().join("kustomize/mayastor-csi-patch/csi-controller-patch.yaml"))
-            .expect("patch"),
+        manifest::parse_file(
+            &deploy().join("kustomize/mayastor-csi-patch/csi-controller-patch.yaml"),
+        )
+        .expect("patch"),
     );
     let mut images = BTreeSet::new();
     for obj in &objects {
@@ -699,7 +864,10 @@ fn images_name_dockerfile_targets_and_carry_the_workspace_version() {
                 continue;
             }
             binary_of_image(image);
-            assert!(image.ends_with(&format!(":{version}")), "{image} is not tagged {version}");
+            assert!(
+                image.ends_with(&format!(":{version}")),
+                "{image} is not tagged {version}"
+            );
             images.insert(image.to_owned());
         }
     }
@@ -713,14 +881,24 @@ fn rbac_md_justifies_exactly_the_grants_the_manifests_make() {
     let shipped = rbac::from_objects(&render_kustomize("base")).unwrap_or_else(|e| panic!("{e}"));
     let undocumented: Vec<_> = shipped.difference(&documented).collect();
     let unshipped: Vec<_> = documented.difference(&shipped).collect();
-    assert!(undocumented.is_empty(), "granted but not justified in RBAC.md: {undocumented:#?}");
-    assert!(unshipped.is_empty(), "in RBAC.md but not granted: {unshipped:#?}");
-    assert!(shipped.iter().all(|g| g.verb != "*" && g.resource != "*"), "no wildcards");
+    assert!(
+        undocumented.is_empty(),
+        "granted but not justified in RBAC.md: {undocumented:#?}"
+    );
+    assert!(
+        unshipped.is_empty(),
+        "in RBAC.md but not granted: {unshipped:#?}"
+    );
+    assert!(
+        shipped.iter().all(|g| g.verb != "*" && g.resource != "*"),
+        "no wildcards"
+    );
 }
 
 #[test]
 fn the_grafana_dashboard_queries_only_metrics_that_are_exported() {
-    let text = std::fs::read_to_string(deploy().join("grafana/couchestor.json")).expect("dashboard");
+    let text =
+        std::fs::read_to_string(deploy().join("grafana/couchestor.json")).expect("dashboard");
     let dashboard: Value = serde_json::from_str(&text).expect("dashboard JSON");
     assert!(dashboard["uid"].is_string() && dashboard["title"].is_string());
     let mut exprs = Vec::new();
@@ -753,9 +931,16 @@ fn the_grafana_dashboard_queries_only_metrics_that_are_exported() {
                 .filter(|b| OPERATOR_METRICS.contains(b))
                 .unwrap_or(name.as_str())
                 .to_owned();
-            assert!(OPERATOR_METRICS.contains(&base.as_str()), "{expr}: {name} is not exported");
+            assert!(
+                OPERATOR_METRICS.contains(&base.as_str()),
+                "{expr}: {name} is not exported"
+            );
             used.insert(base);
         }
     }
-    assert_eq!(used.len(), OPERATOR_METRICS.len(), "every exported metric has a panel: {used:?}");
+    assert_eq!(
+        used.len(),
+        OPERATOR_METRICS.len(),
+        "every exported metric has a panel: {used:?}"
+    );
 }

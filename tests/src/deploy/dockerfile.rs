@@ -90,7 +90,9 @@ pub fn parse(text: &str) -> Result<Vec<Stage>, String> {
                         paths.push(part.to_owned());
                     }
                 }
-                let dest = paths.pop().ok_or_else(|| format!("COPY {rest}: no paths"))?;
+                let dest = paths
+                    .pop()
+                    .ok_or_else(|| format!("COPY {rest}: no paths"))?;
                 stage.copies.push(Copy {
                     from_stage,
                     sources: paths,

@@ -86,7 +86,9 @@ pub fn diff(
     }
     for key in allowed_only_left {
         if !l.contains_key(key) {
-            out.push(format!("{key}: expected in {left_name} (documented difference)"));
+            out.push(format!(
+                "{key}: expected in {left_name} (documented difference)"
+            ));
         }
     }
     for (key, right_obj) in &r {
@@ -153,7 +155,10 @@ mod tests {
             Some(".spec.ports[1].port (443 vs 8443)".to_owned())
         );
         assert_eq!(first_difference(&a, &a, ""), None);
-        assert_eq!(first_difference(&json!({"m": 254}), &json!({"m": 254.0}), ""), None);
+        assert_eq!(
+            first_difference(&json!({"m": 254}), &json!({"m": 254.0}), ""),
+            None
+        );
         assert!(first_difference(&json!({"m": 254}), &json!({"m": 255.0}), "").is_some());
         let c = json!({"spec": {}});
         assert!(

@@ -32,7 +32,11 @@ pub fn from_markdown(text: &str) -> Result<BTreeSet<Grant>, String> {
             in_table = true;
             continue;
         }
-        if !in_table || cells.iter().all(|c| c.chars().all(|ch| ch == '-' || ch == ':')) {
+        if !in_table
+            || cells
+                .iter()
+                .all(|c| c.chars().all(|ch| ch == '-' || ch == ':'))
+        {
             continue;
         }
         let [component, group, resource, verbs, why] = cells.as_slice() else {
@@ -70,7 +74,12 @@ pub fn from_objects(objects: &[Value]) -> Result<BTreeSet<Grant>, String> {
         }
         let label = obj["metadata"]["labels"]["app.kubernetes.io/name"]
             .as_str()
-            .ok_or_else(|| format!("{} has no app.kubernetes.io/name label", obj["metadata"]["name"]))?;
+            .ok_or_else(|| {
+                format!(
+                    "{} has no app.kubernetes.io/name label",
+                    obj["metadata"]["name"]
+                )
+            })?;
         let component = label.strip_prefix("couchestor-").unwrap_or(label);
         for rule in obj["rules"].as_array().into_iter().flatten() {
             for group in strings(&rule["apiGroups"]) {

@@ -301,7 +301,12 @@ mod tests {
             "spec": {"secretName": "s", "issuerRef": {"name": "i"}, "dnsName": ["x"]}});
         let err = check(&cert).expect_err("dnsName is not a field");
         assert!(err.contains("dnsName"), "{err}");
-        let odd = json!({"apiVersion": "example.com/v1", "kind": "Thing", "metadata": {"name": "t"}});
-        assert!(check(&odd).expect_err("unknown kind").contains("no typed model"));
+        let odd =
+            json!({"apiVersion": "example.com/v1", "kind": "Thing", "metadata": {"name": "t"}});
+        assert!(
+            check(&odd)
+                .expect_err("unknown kind")
+                .contains("no typed model")
+        );
     }
 }

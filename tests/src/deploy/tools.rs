@@ -46,7 +46,11 @@ pub fn kustomize(dir: &Path) -> Result<String, String> {
 
 /// `helm template --include-crds` of `chart` in `namespace`, with `values` (JSON) merged
 /// over the chart's values.yaml.
-pub fn helm_template(chart: &Path, namespace: &str, values: Option<&str>) -> Result<String, String> {
+pub fn helm_template(
+    chart: &Path,
+    namespace: &str,
+    values: Option<&str>,
+) -> Result<String, String> {
     let mut cmd = Command::new(repo().join("scripts/helm-template"));
     cmd.arg(chart).arg("--namespace").arg(namespace);
     if let Some(values) = values {
