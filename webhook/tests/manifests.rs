@@ -125,8 +125,10 @@ fn the_mutating_configuration_never_blocks_pvcs_and_skips_kube_system() {
 
 #[test]
 fn the_cert_manager_variant_names_the_serving_secret_and_injects_the_ca() {
-    let text =
-        std::fs::read_to_string(deploy().join("cert-manager/certificates.yaml")).expect("readable");
+    let text = std::fs::read_to_string(
+        deploy().join("../kustomize/components/cert-manager/certificates.yaml"),
+    )
+    .expect("readable");
     let docs: Vec<Value> = serde_yaml::Deserializer::from_str(&text)
         .map(|d| Value::deserialize(d).expect("YAML doc"))
         .collect();
@@ -139,8 +141,10 @@ fn the_cert_manager_variant_names_the_serving_secret_and_injects_the_ca() {
         n.iter()
             .any(|d| d == "couchestor-webhook.couchestor-system.svc")
     }));
-    let kustomization = std::fs::read_to_string(deploy().join("cert-manager/kustomization.yaml"))
-        .expect("readable");
+    let kustomization = std::fs::read_to_string(
+        deploy().join("../kustomize/components/cert-manager/kustomization.yaml"),
+    )
+    .expect("readable");
     assert!(
         kustomization
             .contains("cert-manager.io/inject-ca-from: couchestor-system/couchestor-webhook")

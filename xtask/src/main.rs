@@ -10,7 +10,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Write deploy/crds/*.yaml from the Rust types (or check them with --check).
+    /// Write deploy/crds/*.yaml (and the Helm chart's crds/) from the Rust types (or check them with --check).
     Crds {
         /// Fail instead of writing when the committed files differ.
         #[arg(long)]

@@ -12,6 +12,26 @@ fn committed_crds_match_the_rust_types() {
 }
 
 #[test]
+fn the_helm_chart_carries_the_same_crds() {
+    let dir = xtask::repo_root().join("deploy/helm/couchestor/crds");
+    let drift = xtask::check_crds(&dir).expect("CRDs can be rendered and read");
+    assert!(
+        drift.is_empty(),
+        "run `cargo xtask crds` and commit:\n{}",
+        drift.join("\n")
+    );
+}
+
+#[test]
+fn the_crd_kustomization_lists_exactly_the_generated_crds() {
+    let dir = xtask::repo_root().join(xtask::KUSTOMIZE_CRD_DIR);
+    let drift = xtask::check_crd_kustomization(&dir).expect("renders");
+    assert!(drift.is_empty(), "run `cargo xtask crds`: {drift:?}");
+    let text = xtask::render_crd_kustomization().expect("renders");
+    assert_eq!(text.matches("\n  - ").count(), 5, "{text}");
+}
+
+#[test]
 fn a_changed_crd_file_is_reported_as_drift() {
     let tmp = std::env::temp_dir().join(format!("couchestor-crd-drift-{}", std::process::id()));
     let written = xtask::write_crds(&tmp).expect("write to a temp dir");
