@@ -418,6 +418,37 @@ fn policies_of_class(
         .collect()
 }
 
+/// Counts the watches that have not listed once yet; `/readyz` waits for zero.
+struct Synced {
+    health: Arc<Health>,
+    pending: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Synced {
+    fn new(health: Arc<Health>, watches: usize) -> Self {
+        health.set_watches_synced(false);
+        Self {
+            health,
+            pending: Arc::new(std::sync::atomic::AtomicUsize::new(watches)),
+        }
+    }
+
+    /// An `inspect` callback for one watch stream: its first `InitDone` counts.
+    fn marker<K>(&self) -> impl FnMut(&Result<watcher::Event<K>, watcher::Error>) + use<K> {
+        let (health, pending) = (self.health.clone(), self.pending.clone());
+        let mut seen = false;
+        move |event| {
+            if !seen && matches!(event, Ok(watcher::Event::InitDone)) {
+                seen = true;
+                if pending.fetch_sub(1, std::sync::atomic::Ordering::SeqCst) == 1 {
+                    tracing::info!("watches synced");
+                    health.set_watches_synced(true);
+                }
+            }
+        }
+    }
+}
+
 /// The peers and wiring the controller needs.
 pub struct Parts {
     pub client: Client,
@@ -445,10 +476,12 @@ pub async fn run(parts: Parts, shutdown: impl Future<Output = ()> + Send + Sync 
     let (policy_reader, policy_writer) = reflector::store::<StoragePolicy>();
     let (pv_reader, pv_writer) = reflector::store::<PersistentVolume>();
     let (pvc_reader, pvc_writer) = reflector::store::<PersistentVolumeClaim>();
+    let synced = Synced::new(parts.health.clone(), 3);
     let policies = spec_changes(
         watcher(Api::<StoragePolicy>::all(client.clone()), watcher::Config::default())
             .default_backoff()
             .reflect(policy_writer)
+            .inspect(synced.marker())
             .applied_objects(),
     );
     let pvs = watcher(
@@ -457,6 +490,7 @@ pub async fn run(parts: Parts, shutdown: impl Future<Output = ()> + Send + Sync 
     )
     .default_backoff()
     .reflect(pv_writer)
+    .inspect(synced.marker())
     .touched_objects();
     let pvcs = watcher(
         Api::<PersistentVolumeClaim>::all(client.clone()),
@@ -464,19 +498,8 @@ pub async fn run(parts: Parts, shutdown: impl Future<Output = ()> + Send + Sync 
     )
     .default_backoff()
     .reflect(pvc_writer)
+    .inspect(synced.marker())
     .touched_objects();
-
-    let health = parts.health.clone();
-    let (p, v, c) = (policy_reader.clone(), pv_reader.clone(), pvc_reader.clone());
-    tokio::spawn(async move {
-        if p.wait_until_ready().await.is_ok()
-            && v.wait_until_ready().await.is_ok()
-            && c.wait_until_ready().await.is_ok()
-        {
-            tracing::info!("watches synced");
-            health.set_watches_synced(true);
-        }
-    });
 
     let ctx = Arc::new(Context {
         recorder: Recorder::new(

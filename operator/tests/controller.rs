@@ -40,7 +40,8 @@ const BUSY: &str = "0b4a2c9e-1111-4c6a-9d7e-2f9a1b0c4d11";
 const IDLE: &str = "0b4a2c9e-2222-4c6a-9d7e-2f9a1b0c4d11";
 const STEADY: &str = "0b4a2c9e-3333-4c6a-9d7e-2f9a1b0c4d11";
 const OTHER_CLASS: &str = "0b4a2c9e-4444-4c6a-9d7e-2f9a1b0c4d11";
-const WINDOW: Duration = Duration::from_secs(10);
+/// The shortest `samplingWindow` validation accepts.
+const WINDOW: Duration = Duration::from_secs(60);
 const VMS: &str = "/apis/couchestor.io/v1alpha1/volumemigrations";
 const STATUS: &str = "/apis/couchestor.io/v1alpha1/storagepolicies/gold/status";
 const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/default/events";
@@ -110,7 +111,7 @@ fn policy(extra: Value) -> StoragePolicy {
         "storageClassName": "tiered",
         "hotPoolSelector": {"matchLabels": {"tier": "hot"}},
         "coldPoolSelector": {"matchLabels": {"tier": "cold"}},
-        "samplingWindow": "10s",
+        "samplingWindow": "1m",
         "cooldownPeriod": "1m",
     });
     if let (Some(o), Some(e)) = (spec.as_object_mut(), extra.as_object()) {

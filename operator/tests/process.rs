@@ -164,13 +164,21 @@ async fn the_operator_leads_becomes_ready_and_releases_its_lease_on_shutdown() {
     }));
 
     // Ready: the lease taken, every watch listed, Prometheus and Mayastor answered.
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let answer = tokio::net::TcpStream::connect(addr).await;
         if answer.is_ok() && get(addr, "/readyz").await.0 == 200 {
             break;
         }
-        assert!(Instant::now() < deadline, "never ready: {:?}", get(addr, "/readyz").await);
+        assert!(
+            Instant::now() < deadline,
+            "never ready: {:?}\n{:#?}",
+            get(addr, "/readyz").await,
+            kube_mock::take(&log)
+                .iter()
+                .map(|r| format!("{} {}?{}", r.method, r.path, r.query))
+                .collect::<Vec<_>>()
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert_eq!(lease.lock().expect("lease").as_ref().expect("lease")["spec"]["holderIdentity"], "op-0");

@@ -93,9 +93,10 @@ fn a_dry_run_publishes_the_plan_and_counts_nothing_started() {
         .iter()
         .map(|m| (m.volume.as_str(), m.from_tier, m.to_tier))
         .collect();
+    // Most misplaced first: 1 IOPS is further below 500 than 9000 is above 5000.
     assert_eq!(
         planned,
-        [("pvc-a", Tier::Cold, Tier::Hot), ("pvc-b", Tier::Hot, Tier::Cold)]
+        [("pvc-b", Tier::Hot, Tier::Cold), ("pvc-a", Tier::Cold, Tier::Hot)]
     );
     assert_eq!((s.volumes.hot, s.volumes.cold), (1, 1));
     assert_eq!((s.total_migrations, s.active_migrations), (0, 0));
