@@ -114,15 +114,15 @@ pub fn start_prometheus(dir: &Path, exporter_port: u16, port: u16) -> Server {
     Server(child)
 }
 
-/// Waits (up to a minute) until every one of `expected` volumes is known with a full
-/// `window` of history.
+/// Waits (up to a minute longer than `window`) until every one of `expected` volumes
+/// is known with a full `window` of history.
 pub async fn wait_for_full_window(
     prom: &Prometheus,
     names: &MetricNames,
     window: Duration,
     expected: usize,
 ) -> BTreeMap<String, Load> {
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + window + Duration::from_secs(60);
     loop {
         if let Ok(loads) = prom.volume_loads(names, window).await
             && loads.len() == expected
