@@ -90,7 +90,11 @@ fn main() {
                 },
             );
             m.status = Some(VolumeMigrationStatus {
-                phase: Some(if i % 50 == 0 { MigrationPhase::Running } else { MigrationPhase::Succeeded }),
+                phase: Some(if i % 50 == 0 {
+                    MigrationPhase::Running
+                } else {
+                    MigrationPhase::Succeeded
+                }),
                 completion_time: Some(Time(now - Duration::from_secs(7200 + i as u64))),
                 ..VolumeMigrationStatus::default()
             });
@@ -140,8 +144,10 @@ fn main() {
             },
         },
     );
-    let body = serde_json::to_vec(&couchestor_operator::controller::status::apply_body(&status))
-        .expect("body");
+    let body = serde_json::to_vec(&couchestor_operator::controller::status::apply_body(
+        &status,
+    ))
+    .expect("body");
 
     let (cpu1, rss1) = usage();
     println!("command: cargo bench -p couchestor-operator --bench planning");

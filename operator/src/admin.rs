@@ -179,6 +179,9 @@ mod tests {
         h.answered(Peer::Mayastor);
         std::thread::sleep(Duration::from_millis(5));
         let why = h.readiness().expect_err("stale");
-        assert!(why.iter().all(|w| w.contains("has not answered for")), "{why:?}");
+        assert!(
+            why.iter().all(|w| w.contains("has not answered for")),
+            "{why:?}"
+        );
     }
 }

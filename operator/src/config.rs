@@ -21,7 +21,11 @@ pub struct Config {
     #[arg(long, env = "COUCHESTOR_HTTP_ADDR", default_value = "0.0.0.0:8080")]
     pub http_addr: SocketAddr,
     /// Name of the coordination.k8s.io Lease used for leader election (contract).
-    #[arg(long, env = "COUCHESTOR_LEASE_NAME", default_value = "couchestor-operator")]
+    #[arg(
+        long,
+        env = "COUCHESTOR_LEASE_NAME",
+        default_value = "couchestor-operator"
+    )]
     pub lease_name: String,
     /// Namespace of the Lease; the pod's own namespace in a cluster (contract).
     #[arg(long, env = "POD_NAMESPACE")]
@@ -48,13 +52,25 @@ pub struct Config {
     #[arg(long, env = "COUCHESTOR_READY_MAX_AGE", default_value = "2m", value_parser = duration)]
     pub ready_max_age: Duration,
     /// Counter of read operations per volume.
-    #[arg(long, env = "COUCHESTOR_METRIC_READ_OPS", default_value = "volume_num_read_ops")]
+    #[arg(
+        long,
+        env = "COUCHESTOR_METRIC_READ_OPS",
+        default_value = "volume_num_read_ops"
+    )]
     pub metric_read_ops: String,
     /// Counter of write operations per volume.
-    #[arg(long, env = "COUCHESTOR_METRIC_WRITE_OPS", default_value = "volume_num_write_ops")]
+    #[arg(
+        long,
+        env = "COUCHESTOR_METRIC_WRITE_OPS",
+        default_value = "volume_num_write_ops"
+    )]
     pub metric_write_ops: String,
     /// Label of those counters carrying the PersistentVolume name.
-    #[arg(long, env = "COUCHESTOR_METRIC_VOLUME_LABEL", default_value = "pv_name")]
+    #[arg(
+        long,
+        env = "COUCHESTOR_METRIC_VOLUME_LABEL",
+        default_value = "pv_name"
+    )]
     pub metric_volume_label: String,
 }
 

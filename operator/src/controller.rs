@@ -379,10 +379,7 @@ async fn observe(policy: &StoragePolicy, ctx: &Context, ledger: &Ledger, now: Ti
         plan,
         metrics,
         archived,
-        ids: watched
-            .into_iter()
-            .map(|w| (w.pv, w.volume_id))
-            .collect(),
+        ids: watched.into_iter().map(|w| (w.pv, w.volume_id)).collect(),
     }
 }
 
@@ -478,11 +475,14 @@ pub async fn run(parts: Parts, shutdown: impl Future<Output = ()> + Send + Sync 
     let (pvc_reader, pvc_writer) = reflector::store::<PersistentVolumeClaim>();
     let synced = Synced::new(parts.health.clone(), 3);
     let policies = spec_changes(
-        watcher(Api::<StoragePolicy>::all(client.clone()), watcher::Config::default())
-            .default_backoff()
-            .reflect(policy_writer)
-            .inspect(synced.marker())
-            .applied_objects(),
+        watcher(
+            Api::<StoragePolicy>::all(client.clone()),
+            watcher::Config::default(),
+        )
+        .default_backoff()
+        .reflect(policy_writer)
+        .inspect(synced.marker())
+        .applied_objects(),
     );
     let pvs = watcher(
         Api::<PersistentVolume>::all(client.clone()),
@@ -521,13 +521,17 @@ pub async fn run(parts: Parts, shutdown: impl Future<Output = ()> + Send + Sync 
         .watches_stream(pvs, move |pv: PersistentVolume| {
             policies_of_class(
                 &for_pv,
-                pv.spec.as_ref().and_then(|s| s.storage_class_name.as_deref()),
+                pv.spec
+                    .as_ref()
+                    .and_then(|s| s.storage_class_name.as_deref()),
             )
         })
         .watches_stream(pvcs, move |pvc: PersistentVolumeClaim| {
             policies_of_class(
                 &for_pvc,
-                pvc.spec.as_ref().and_then(|s| s.storage_class_name.as_deref()),
+                pvc.spec
+                    .as_ref()
+                    .and_then(|s| s.storage_class_name.as_deref()),
             )
         })
         .owns(

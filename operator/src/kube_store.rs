@@ -8,11 +8,7 @@
 
 use std::future::Future;
 
-use couchestor_core::{
-    VolumeMigration,
-    api::VolumeMigrationStatus,
-    names,
-};
+use couchestor_core::{VolumeMigration, api::VolumeMigrationStatus, names};
 use kube::{
     Api, Client, Resource,
     api::{Patch, PatchParams},

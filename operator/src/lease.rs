@@ -36,7 +36,9 @@ pub struct LeaseConfig {
 pub enum Role {
     Leader,
     /// Someone else holds the lease (or won a race against us).
-    Follower { holder: Option<String> },
+    Follower {
+        holder: Option<String>,
+    },
 }
 
 /// One replica's side of the election.
@@ -68,7 +70,11 @@ impl Elector {
         let Some(current) = self.api.get_opt(&self.config.name).await? else {
             return self.create(now).await;
         };
-        let version = current.metadata.resource_version.clone().unwrap_or_default();
+        let version = current
+            .metadata
+            .resource_version
+            .clone()
+            .unwrap_or_default();
         let seen_since = match &self.observed {
             Some((v, since)) if *v == version => *since,
             _ => {
@@ -172,11 +178,7 @@ impl Elector {
     }
 
     fn remember(&mut self, lease: &Lease, now: Timestamp) {
-        self.observed = lease
-            .metadata
-            .resource_version
-            .clone()
-            .map(|v| (v, now));
+        self.observed = lease.metadata.resource_version.clone().map(|v| (v, now));
     }
 
     fn duration_seconds(&self) -> i32 {

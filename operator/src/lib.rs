@@ -48,7 +48,10 @@ use crate::{
 const PROBE_INTERVAL: Duration = Duration::from_secs(15);
 
 /// Runs the operator with the in-cluster (or kubeconfig) client until `shutdown`.
-pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+pub async fn run(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let client = kube::Client::try_default()
         .await
         .context("connecting to the Kubernetes API (in-cluster config or kubeconfig)")?;
@@ -171,13 +174,21 @@ pub async fn run_with_client(
     release_tx.send_replace(true);
     let _ = elector_task.await;
     if outcome.is_ok() {
-        admin.await.context("admin server task")?.context("admin server")?;
+        admin
+            .await
+            .context("admin server task")?
+            .context("admin server")?;
     }
     outcome
 }
 
 /// Asks Prometheus and Mayastor every [`PROBE_INTERVAL`] whether they answer.
-async fn probe(prometheus: Prometheus, mayastor: Mayastor, health: Arc<Health>, mut stop: watch::Receiver<bool>) {
+async fn probe(
+    prometheus: Prometheus,
+    mayastor: Mayastor,
+    health: Arc<Health>,
+    mut stop: watch::Receiver<bool>,
+) {
     loop {
         match prometheus.instant("vector(1)").await {
             Ok(_) => health.answered(Peer::Prometheus),

@@ -227,10 +227,15 @@ impl Lab {
 /// The single status apply among `requests`, checked for the wire contract.
 fn status_apply(requests: &[Seen]) -> Value {
     let applies: Vec<&Seen> = requests.iter().filter(|r| r.is("PATCH", STATUS)).collect();
-    assert_eq!(applies.len(), 1, "one status write per reconcile: {requests:#?}");
+    assert_eq!(
+        applies.len(),
+        1,
+        "one status write per reconcile: {requests:#?}"
+    );
     let a = applies[0];
     assert!(
-        a.query.contains(&format!("fieldManager={}", names::MANAGER_OPERATOR)),
+        a.query
+            .contains(&format!("fieldManager={}", names::MANAGER_OPERATOR)),
         "{}",
         a.query
     );
@@ -305,7 +310,10 @@ async fn moves_follow_real_prometheus_loads_and_stop_with_metrics_available_fals
         (pv(IDLE), "hot".to_owned(), "cold".to_owned()),
     ];
     want.sort();
-    assert_eq!(moves, want, "exactly the misplaced volumes of this class move");
+    assert_eq!(
+        moves, want,
+        "exactly the misplaced volumes of this class move"
+    );
     let busy = made
         .iter()
         .find(|r| r.body["spec"]["volumeName"] == pv(BUSY))
@@ -317,8 +325,14 @@ async fn moves_follow_real_prometheus_loads_and_stop_with_metrics_available_fals
     );
     assert_eq!(busy.body["apiVersion"], "couchestor.io/v1alpha1");
     assert_eq!(busy.body["kind"], "VolumeMigration");
-    assert_eq!(busy.body["metadata"]["name"], format!("gold.{}.hot.0", pv(BUSY)));
-    assert_eq!(busy.body["metadata"]["labels"]["couchestor.io/policy"], "gold");
+    assert_eq!(
+        busy.body["metadata"]["name"],
+        format!("gold.{}.hot.0", pv(BUSY))
+    );
+    assert_eq!(
+        busy.body["metadata"]["labels"]["couchestor.io/policy"],
+        "gold"
+    );
     let owner = &busy.body["metadata"]["ownerReferences"][0];
     assert_eq!(owner["kind"], "StoragePolicy");
     assert_eq!(owner["name"], "gold");
@@ -336,10 +350,15 @@ async fn moves_follow_real_prometheus_loads_and_stop_with_metrics_available_fals
     assert_eq!(status["activeMigrations"], 2);
     assert_eq!(status["totalMigrations"], 2);
     assert_eq!(status["volumes"]["hot"], 2, "IDLE and STEADY");
-    assert_eq!(status["volumes"]["cold"], 1, "BUSY; OTHER_CLASS is not watched");
+    assert_eq!(
+        status["volumes"]["cold"], 1,
+        "BUSY; OTHER_CLASS is not watched"
+    );
     let evs = events(&requests);
     assert_eq!(
-        evs.iter().filter(|(t, r)| t == "Normal" && r == "MigrationCreated").count(),
+        evs.iter()
+            .filter(|(t, r)| t == "Normal" && r == "MigrationCreated")
+            .count(),
         2,
         "{evs:?}"
     );
@@ -349,7 +368,10 @@ async fn moves_follow_real_prometheus_loads_and_stop_with_metrics_available_fals
     let mut after = gold.clone();
     after.status = serde_json::from_value(status).expect("status");
     let requests = lab.reconcile(&after).await;
-    assert!(created(&requests).is_empty(), "no migration without metrics");
+    assert!(
+        created(&requests).is_empty(),
+        "no migration without metrics"
+    );
     let status = status_apply(&requests);
     let metrics = condition(&status, "MetricsAvailable");
     assert_eq!(metrics["status"], "False");
@@ -461,7 +483,9 @@ async fn uc010_disabling_midway_starts_nothing_and_lets_the_move_in_flight_finis
 async fn mayastor_down_means_mayastor_available_false_and_no_move() {
     let lab = lab(&format!("http://127.0.0.1:{}", prom::free_port())).await;
     lab.sim
-        .inject(couchestor_operator::mayastor::sim::Fault::fail_next(10, 503));
+        .inject(couchestor_operator::mayastor::sim::Fault::fail_next(
+            10, 503,
+        ));
     let requests = lab.reconcile(&policy(json!({}))).await;
     assert!(created(&requests).is_empty());
     let status = status_apply(&requests);
@@ -474,7 +498,9 @@ async fn mayastor_down_means_mayastor_available_false_and_no_move() {
 async fn an_invalid_policy_is_phase_error_with_the_field_named() {
     let lab = lab(&format!("http://127.0.0.1:{}", prom::free_port())).await;
     let requests = lab
-        .reconcile(&policy(json!({"lowWatermarkIOPS": 9000, "samplingWindow": "soon"})))
+        .reconcile(&policy(
+            json!({"lowWatermarkIOPS": 9000, "samplingWindow": "soon"}),
+        ))
         .await;
     assert!(created(&requests).is_empty());
     let status = status_apply(&requests);

@@ -23,7 +23,8 @@ mod kube_mock;
 
 use kube_mock::{next, respond, status};
 
-const LEASE: &str = "/apis/coordination.k8s.io/v1/namespaces/couchestor-system/leases/couchestor-operator";
+const LEASE: &str =
+    "/apis/coordination.k8s.io/v1/namespaces/couchestor-system/leases/couchestor-operator";
 const LEASES: &str = "/apis/coordination.k8s.io/v1/namespaces/couchestor-system/leases";
 
 fn at(s: i64) -> Timestamp {
@@ -66,7 +67,11 @@ async fn a_missing_lease_is_created_naming_us_and_then_renewed_with_its_resource
         respond(send, 404, &status(404, "NotFound"));
         let (r, send) = next(&mut handle).await.expect("create");
         assert!(r.is("POST", LEASES), "{r:?}");
-        assert!(r.query.contains("fieldManager=couchestor-operator"), "{}", r.query);
+        assert!(
+            r.query.contains("fieldManager=couchestor-operator"),
+            "{}",
+            r.query
+        );
         let spec = &r.body["spec"];
         assert_eq!(spec["holderIdentity"], "op-0");
         assert_eq!(spec["leaseDurationSeconds"], 15);
@@ -80,15 +85,27 @@ async fn a_missing_lease_is_created_naming_us_and_then_renewed_with_its_resource
         respond(send, 200, &created);
         let (r, send) = next(&mut handle).await.expect("renew");
         assert!(r.is("PUT", LEASE), "{r:?}");
-        assert_eq!(r.body["metadata"]["resourceVersion"], "10", "guarded update");
+        assert_eq!(
+            r.body["metadata"]["resourceVersion"], "10",
+            "guarded update"
+        );
         assert_eq!(r.body["spec"]["holderIdentity"], "op-0");
-        assert_eq!(r.body["spec"]["leaseTransitions"], 0, "a renewal is not a new term");
+        assert_eq!(
+            r.body["spec"]["leaseTransitions"], 0,
+            "a renewal is not a new term"
+        );
         assert_ne!(r.body["spec"]["renewTime"], created["spec"]["renewTime"]);
         respond(send, 200, &with_version(r.body.clone(), "11"));
     });
     let mut e = elector(client);
-    assert_eq!(e.try_acquire_or_renew(at(0)).await.expect("round"), Role::Leader);
-    assert_eq!(e.try_acquire_or_renew(at(5)).await.expect("round"), Role::Leader);
+    assert_eq!(
+        e.try_acquire_or_renew(at(0)).await.expect("round"),
+        Role::Leader
+    );
+    assert_eq!(
+        e.try_acquire_or_renew(at(5)).await.expect("round"),
+        Role::Leader
+    );
     server.await.expect("server");
 }
 
@@ -110,19 +127,29 @@ async fn a_live_lease_is_followed_and_taken_over_only_after_it_stayed_unchanged_
         assert_eq!(r2.body["metadata"]["resourceVersion"], "7");
         assert_eq!(r2.body["spec"]["holderIdentity"], "op-0");
         assert_eq!(r2.body["spec"]["leaseTransitions"], 4);
-        assert_ne!(r2.body["spec"]["acquireTime"], "2027-01-15T08:00:00.000000Z");
+        assert_ne!(
+            r2.body["spec"]["acquireTime"],
+            "2027-01-15T08:00:00.000000Z"
+        );
         respond(send2, 200, &with_version(r2.body.clone(), "8"));
     });
     let mut e = elector(client);
     assert_eq!(
         e.try_acquire_or_renew(at(0)).await.expect("round"),
-        Role::Follower { holder: Some("op-1".into()) }
+        Role::Follower {
+            holder: Some("op-1".into())
+        }
     );
     assert_eq!(
         e.try_acquire_or_renew(at(10)).await.expect("round"),
-        Role::Follower { holder: Some("op-1".into()) }
+        Role::Follower {
+            holder: Some("op-1".into())
+        }
     );
-    assert_eq!(e.try_acquire_or_renew(at(16)).await.expect("round"), Role::Leader);
+    assert_eq!(
+        e.try_acquire_or_renew(at(16)).await.expect("round"),
+        Role::Leader
+    );
     server.await.expect("server");
 }
 
@@ -140,7 +167,9 @@ async fn a_renewed_lease_resets_the_expiry_clock() {
     // 20 s later, but the holder renewed in between (new resourceVersion): live.
     assert_eq!(
         e.try_acquire_or_renew(at(20)).await.expect("round"),
-        Role::Follower { holder: Some("op-1".into()) }
+        Role::Follower {
+            holder: Some("op-1".into())
+        }
     );
     server.await.expect("server");
 }
@@ -226,7 +255,11 @@ async fn migration_status_is_server_side_applied_on_the_status_subresource() {
     let server = tokio::spawn(async move {
         let (r, send) = next(&mut handle).await.expect("patch");
         assert!(r.is("PATCH", &format!("{path}/status")), "{r:?}");
-        assert!(r.query.contains("fieldManager=couchestor-operator"), "{}", r.query);
+        assert!(
+            r.query.contains("fieldManager=couchestor-operator"),
+            "{}",
+            r.query
+        );
         assert!(r.query.contains("force=true"), "{}", r.query);
         assert_eq!(r.content_type, "application/apply-patch+yaml");
         assert_eq!(r.body["apiVersion"], "couchestor.io/v1alpha1");
@@ -251,12 +284,28 @@ async fn migration_status_is_server_side_applied_on_the_status_subresource() {
         starting_healthy_replicas: Some(2),
         ..VolumeMigrationStatus::default()
     };
-    store.put_status("gold.pvc-1.cold.0", &st).await.expect("written");
-    assert!(store.get("gold.pvc-1.cold.0").await.expect("read").is_none());
-    let e = store.put_status("gold.pvc-1.cold.0", &st).await.expect_err("forbidden");
+    store
+        .put_status("gold.pvc-1.cold.0", &st)
+        .await
+        .expect("written");
+    assert!(
+        store
+            .get("gold.pvc-1.cold.0")
+            .await
+            .expect("read")
+            .is_none()
+    );
+    let e = store
+        .put_status("gold.pvc-1.cold.0", &st)
+        .await
+        .expect_err("forbidden");
     let StoreError::Kube { name, .. } = &e;
     assert_eq!(name, "gold.pvc-1.cold.0");
-    assert!(e.to_string().contains("writing the status of VolumeMigration gold.pvc-1.cold.0"), "{e}");
+    assert!(
+        e.to_string()
+            .contains("writing the status of VolumeMigration gold.pvc-1.cold.0"),
+        "{e}"
+    );
     server.await.expect("server");
 }
 
@@ -265,10 +314,16 @@ async fn migration_events_name_the_migration_and_the_operator() {
     let (client, mut handle) = kube_mock::client();
     let server = tokio::spawn(async move {
         let (r, send) = next(&mut handle).await.expect("event");
-        assert!(r.is("POST", "/apis/events.k8s.io/v1/namespaces/default/events"), "{r:?}");
+        assert!(
+            r.is("POST", "/apis/events.k8s.io/v1/namespaces/default/events"),
+            "{r:?}"
+        );
         assert_eq!(r.body["type"], "Warning");
         assert_eq!(r.body["reason"], "WrongVictim");
-        assert_eq!(r.body["note"], "Mayastor removed the new replica; repairing");
+        assert_eq!(
+            r.body["note"],
+            "Mayastor removed the new replica; repairing"
+        );
         assert_eq!(r.body["reportingController"], "couchestor-operator");
         assert_eq!(r.body["reportingInstance"], "op-0");
         assert_eq!(r.body["regarding"]["kind"], "VolumeMigration");
@@ -288,6 +343,7 @@ async fn migration_events_name_the_migration_and_the_operator() {
         "Mayastor removed the new replica; repairing".into(),
     )
     .await;
-    sink.emit(&vm, EventType::Normal, "Finished", "done".into()).await;
+    sink.emit(&vm, EventType::Normal, "Finished", "done".into())
+        .await;
     server.await.expect("server");
 }

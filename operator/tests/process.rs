@@ -28,9 +28,11 @@ mod prom;
 /// A plain HTTP/1.1 GET; (status, body).
 async fn get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
     let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n").as_bytes())
-        .await
-        .expect("write");
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .expect("write");
     let mut raw = String::new();
     s.read_to_string(&mut raw).await.expect("read");
     let code = raw
@@ -38,7 +40,10 @@ async fn get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
         .nth(1)
         .and_then(|c| c.parse().ok())
         .expect("status line");
-    let body = raw.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    let body = raw
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
     (code, body)
 }
 
@@ -48,17 +53,31 @@ async fn the_admin_endpoints_answer_over_http_with_the_documented_metrics() {
     let metrics = Metrics::register(&mut registry);
     metrics.migration_finished("Succeeded", Tier::Hot, Tier::Cold);
     metrics.set_active("gold", Some(2));
-    metrics.set_volumes("gold", &TierCounts { hot: 3, cold: 1, ..Default::default() });
+    metrics.set_volumes(
+        "gold",
+        &TierCounts {
+            hot: 3,
+            cold: 1,
+            ..Default::default()
+        },
+    );
     metrics.reconcile_duration.observe(0.02);
     metrics.reconcile_error("prometheus");
     metrics.prometheus_query_duration.observe(0.005);
     let health = Arc::new(Health::new(Duration::from_secs(60)));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let addr = listener.local_addr().expect("addr");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(admin::serve(listener, health.clone(), Arc::new(registry), async {
-        let _ = stopped.await;
-    }));
+    let server = tokio::spawn(admin::serve(
+        listener,
+        health.clone(),
+        Arc::new(registry),
+        async {
+            let _ = stopped.await;
+        },
+    ));
 
     assert_eq!(get(addr, "/healthz").await.0, 200);
     let (code, body) = get(addr, "/readyz").await;
@@ -84,14 +103,18 @@ async fn the_admin_endpoints_answer_over_http_with_the_documented_metrics() {
         "couchestor_prometheus_query_duration_seconds_count 1",
         "# TYPE couchestor_reconcile_duration_seconds histogram",
     ] {
-        assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
+        assert!(
+            text.lines().any(|l| l == line),
+            "missing {line:?} in\n{text}"
+        );
     }
     assert_eq!(get(addr, "/nothing").await.0, 404);
     let _ = stop.send(());
     server.await.expect("task").expect("server");
 }
 
-const LEASE: &str = "/apis/coordination.k8s.io/v1/namespaces/couchestor-system/leases/couchestor-operator";
+const LEASE: &str =
+    "/apis/coordination.k8s.io/v1/namespaces/couchestor-system/leases/couchestor-operator";
 
 fn empty_list(kind: &str) -> Value {
     json!({"apiVersion": "v1", "kind": format!("{kind}List"), "metadata": {"resourceVersion": "1"}, "items": []})
@@ -124,7 +147,10 @@ async fn the_operator_leads_becomes_ready_and_releases_its_lease_on_shutdown() {
             }
             ("PUT", LEASE) => {
                 let mut l = seen.body.clone();
-                let v: u64 = l["metadata"]["resourceVersion"].as_str().and_then(|v| v.parse().ok()).unwrap_or(0);
+                let v: u64 = l["metadata"]["resourceVersion"]
+                    .as_str()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0);
                 l["metadata"]["resourceVersion"] = json!((v + 1).to_string());
                 *lease = Some(l.clone());
                 (200, l)
@@ -132,7 +158,9 @@ async fn the_operator_leads_becomes_ready_and_releases_its_lease_on_shutdown() {
             // Watches: an empty list, then a watch that stays open without events.
             ("GET", _) if seen.query.contains("watch=true") => (0, Value::Null),
             ("GET", p) if p.ends_with("persistentvolumes") => (200, empty_list("PersistentVolume")),
-            ("GET", p) if p.ends_with("persistentvolumeclaims") => (200, empty_list("PersistentVolumeClaim")),
+            ("GET", p) if p.ends_with("persistentvolumeclaims") => {
+                (200, empty_list("PersistentVolumeClaim"))
+            }
             ("GET", p) if p.ends_with("storagepolicies") => (200, empty_list("StoragePolicy")),
             ("GET", p) if p.ends_with("volumemigrations") => (200, empty_list("VolumeMigration")),
             _ => (404, kube_mock::status(404, "NotFound")),
@@ -159,9 +187,13 @@ async fn the_operator_leads_becomes_ready_and_releases_its_lease_on_shutdown() {
     };
     let addr = config.http_addr;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let operator = tokio::spawn(couchestor_operator::run_with_client(client, config, async {
-        let _ = stopped.await;
-    }));
+    let operator = tokio::spawn(couchestor_operator::run_with_client(
+        client,
+        config,
+        async {
+            let _ = stopped.await;
+        },
+    ));
 
     // Ready: the lease taken, every watch listed, Prometheus and Mayastor answered.
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -181,7 +213,10 @@ async fn the_operator_leads_becomes_ready_and_releases_its_lease_on_shutdown() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    assert_eq!(lease.lock().expect("lease").as_ref().expect("lease")["spec"]["holderIdentity"], "op-0");
+    assert_eq!(
+        lease.lock().expect("lease").as_ref().expect("lease")["spec"]["holderIdentity"],
+        "op-0"
+    );
     assert_eq!(get(addr, "/healthz").await.0, 200);
 
     let _ = stop.send(());
@@ -191,9 +226,14 @@ async fn the_operator_leads_becomes_ready_and_releases_its_lease_on_shutdown() {
         .expect("task")
         .expect("a clean shutdown");
     let l = lease.lock().expect("lease").clone().expect("lease");
-    assert!(l["spec"]["holderIdentity"].is_null(), "released on shutdown: {l:#}");
     assert!(
-        kube_mock::take(&log).iter().any(|r| r.is("PUT", LEASE) && r.body["spec"]["holderIdentity"].is_null()),
+        l["spec"]["holderIdentity"].is_null(),
+        "released on shutdown: {l:#}"
+    );
+    assert!(
+        kube_mock::take(&log)
+            .iter()
+            .any(|r| r.is("PUT", LEASE) && r.body["spec"]["holderIdentity"].is_null()),
         "the release went over the wire"
     );
     server.abort();
@@ -208,10 +248,18 @@ fn the_binary_names_the_missing_flags_and_documents_its_contract() {
         .expect("run");
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    for flag in ["--prometheus-url", "--mayastor-url", "--lease-namespace", "--identity"] {
+    for flag in [
+        "--prometheus-url",
+        "--mayastor-url",
+        "--lease-namespace",
+        "--identity",
+    ] {
         assert!(err.contains(flag), "{flag} not named in:\n{err}");
     }
-    let help = std::process::Command::new(bin).arg("--help").output().expect("help");
+    let help = std::process::Command::new(bin)
+        .arg("--help")
+        .output()
+        .expect("help");
     let help = String::from_utf8_lossy(&help.stdout);
     for (flag, env) in [
         ("--prometheus-url", "COUCHESTOR_PROMETHEUS_URL"),
@@ -222,7 +270,10 @@ fn the_binary_names_the_missing_flags_and_documents_its_contract() {
         ("--identity", "POD_NAME"),
         ("--log-format", "COUCHESTOR_LOG_FORMAT"),
     ] {
-        assert!(help.contains(flag) && help.contains(env), "{flag} / {env} in:\n{help}");
+        assert!(
+            help.contains(flag) && help.contains(env),
+            "{flag} / {env} in:\n{help}"
+        );
     }
     assert!(help.contains("0.0.0.0:8080"));
 }

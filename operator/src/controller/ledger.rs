@@ -89,8 +89,7 @@ impl Ledger {
                 continue;
             }
             let created = m.metadata.creation_timestamp.as_ref().map(|t| t.0);
-            let Some(finished_at) = status.completion_time.as_ref().map(|t| t.0).or(created)
-            else {
+            let Some(finished_at) = status.completion_time.as_ref().map(|t| t.0).or(created) else {
                 continue;
             };
             let started_at = status
@@ -121,7 +120,11 @@ impl Ledger {
             .collect();
         succeeded.sort_by_key(|f| f.finished_at);
         for f in succeeded {
-            ledger.last.entry(f.volume.clone()).or_default().settled_tier = Some(f.to);
+            ledger
+                .last
+                .entry(f.volume.clone())
+                .or_default()
+                .settled_tier = Some(f.to);
         }
         ledger.in_flight.sort_by(|a, b| a.volume.cmp(&b.volume));
         ledger

@@ -5,9 +5,7 @@
 //! instead of starting the same move twice.
 
 use couchestor_core::{
-    StoragePolicy, VolumeMigration,
-    api::VolumeMigrationSpec,
-    plan::PlannedMove,
+    StoragePolicy, VolumeMigration, api::VolumeMigrationSpec, plan::PlannedMove,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::{Resource, ResourceExt};

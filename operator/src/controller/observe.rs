@@ -3,13 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use couchestor_core::{
-    api::StoragePolicySpec,
-    names,
-    plan::ObservedVolume,
-    selector,
-    tier::Load,
-};
+use couchestor_core::{api::StoragePolicySpec, names, plan::ObservedVolume, selector, tier::Load};
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
 
 use super::ledger::Ledger;
@@ -162,7 +156,12 @@ mod tests {
             pv("b", "tiered", "c-b", serde_json::json!({})),
             pv("a", "tiered", "c-a", serde_json::json!({})),
             pv("other", "plain", "c-o", serde_json::json!({})),
-            pv("gone", "tiered", "c-g", serde_json::json!({"status": {"phase": "Released"}})),
+            pv(
+                "gone",
+                "tiered",
+                "c-g",
+                serde_json::json!({"status": {"phase": "Released"}}),
+            ),
             pv(
                 "arch",
                 "tiered",

@@ -3,8 +3,8 @@ use std::collections::BTreeMap;
 use couchestor_core::{
     Tier, Timestamp, VolumeMigration,
     api::{
-        MigrationPhase, MigrationRecord, PolicyPhase, StoragePolicySpec, Time,
-        VolumeMigrationSpec, VolumeMigrationStatus, MIGRATION_HISTORY_LIMIT,
+        MIGRATION_HISTORY_LIMIT, MigrationPhase, MigrationRecord, PolicyPhase, StoragePolicySpec,
+        Time, VolumeMigrationSpec, VolumeMigrationStatus,
     },
     condition::{self, METRICS_AVAILABLE, READY},
     plan::{ObservedVolume, plan},
@@ -96,7 +96,10 @@ fn a_dry_run_publishes_the_plan_and_counts_nothing_started() {
     // Most misplaced first: 1 IOPS is further below 500 than 9000 is above 5000.
     assert_eq!(
         planned,
-        [("pvc-b", Tier::Hot, Tier::Cold), ("pvc-a", Tier::Cold, Tier::Hot)]
+        [
+            ("pvc-b", Tier::Hot, Tier::Cold),
+            ("pvc-a", Tier::Cold, Tier::Hot)
+        ]
     );
     assert_eq!((s.volumes.hot, s.volumes.cold), (1, 1));
     assert_eq!((s.total_migrations, s.active_migrations), (0, 0));
@@ -122,7 +125,10 @@ fn unknown_metrics_give_metrics_available_false_and_no_planned_moves() {
         },
     );
     let c = condition::get(&s.conditions, METRICS_AVAILABLE).expect("condition");
-    assert_eq!((c.status.as_str(), c.reason.as_str()), ("False", "QueryFailed"));
+    assert_eq!(
+        (c.status.as_str(), c.reason.as_str()),
+        ("False", "QueryFailed")
+    );
     assert!(c.message.contains("unreachable"));
     assert!(s.planned_migrations.is_empty());
     assert!(!condition::is_true(&s.conditions, READY));
@@ -189,7 +195,13 @@ fn finished_moves_enter_the_history_once_and_failures_count() {
 #[test]
 fn the_history_stays_bounded_and_old_records_are_not_recounted() {
     let migrations: Vec<VolumeMigration> = (0..30)
-        .map(|i| vm(&format!("pvc-{i:02}"), Some(MigrationPhase::Failed), Some(i)))
+        .map(|i| {
+            vm(
+                &format!("pvc-{i:02}"),
+                Some(MigrationPhase::Failed),
+                Some(i),
+            )
+        })
         .collect();
     let ledger = Ledger::of("gold", &migrations);
     let inputs = Inputs {
@@ -204,23 +216,26 @@ fn the_history_stays_bounded_and_old_records_are_not_recounted() {
     assert_eq!(s.migration_history[0].volume, "pvc-29");
     assert_eq!(s.failed_migrations, 30);
     let again = next_status(&s, &inputs);
-    assert_eq!(again.failed_migrations, 30, "records that fell out are not recounted");
+    assert_eq!(
+        again.failed_migrations, 30,
+        "records that fell out are not recounted"
+    );
 }
 
 #[test]
 fn a_finished_move_sets_cooldown_and_the_recorded_tier() {
     let ledger = Ledger::of(
         "gold",
-        &[
-            vm("pvc-a", Some(MigrationPhase::Succeeded), Some(100)),
-            {
-                let mut m = vm("pvc-b", Some(MigrationPhase::Running), None);
-                m.spec.policy_ref = "silver".into();
-                m
-            },
-        ],
+        &[vm("pvc-a", Some(MigrationPhase::Succeeded), Some(100)), {
+            let mut m = vm("pvc-b", Some(MigrationPhase::Running), None);
+            m.spec.policy_ref = "silver".into();
+            m
+        }],
     );
-    assert!(ledger.in_flight().is_empty(), "another policy's move is not ours");
+    assert!(
+        ledger.in_flight().is_empty(),
+        "another policy's move is not ours"
+    );
     let last = ledger.last_move("pvc-a").expect("moved");
     assert_eq!(last.finished_at, Some(at(100)));
     assert_eq!(last.settled_tier, Some(Tier::Cold));
