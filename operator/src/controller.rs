@@ -157,8 +157,14 @@ async fn reconcile_policy(policy: &StoragePolicy, ctx: &Context) -> Result<Actio
     }
     let now = Timestamp::now();
     let vms: Api<VolumeMigration> = Api::all(ctx.client.clone());
+    // Our migrations carry the policy label when the name fits a label value; the
+    // ledger filters on `spec.policyRef` either way.
+    let mut params = ListParams::default();
+    if name.len() <= 63 {
+        params = params.labels(&format!("{}={name}", migration::POLICY_LABEL));
+    }
     let migrations = vms
-        .list(&ListParams::default())
+        .list(&params)
         .await
         .map_err(Error::ListMigrations)?
         .items;

@@ -292,6 +292,11 @@ async fn moves_follow_real_prometheus_loads_and_stop_with_metrics_available_fals
     let requests = lab.reconcile(&gold).await;
     assert_eq!(requests[0].method, "GET");
     assert_eq!(requests[0].path, VMS);
+    assert!(
+        requests[0].query.contains("labelSelector=couchestor.io%2Fpolicy%3Dgold"),
+        "{}",
+        requests[0].query
+    );
     let made = created(&requests);
     let mut moves: Vec<(String, String, String)> = made
         .iter()
@@ -477,6 +482,29 @@ async fn uc010_disabling_midway_starts_nothing_and_lets_the_move_in_flight_finis
         !events(&requests).iter().any(|(_, r)| r == "Disabled"),
         "the Disabled event is sent on the transition only"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prometheus_without_samples_of_the_volumes_is_metrics_unavailable_with_no_data() {
+    // A real Prometheus whose only target is down: it answers, with an empty vector.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let port = prom::free_port();
+    let _server = prom::start_prometheus(dir.path(), prom::free_port(), port);
+    let url = format!("http://127.0.0.1:{port}");
+    prom::wait_until_up(&url).await;
+    let lab = lab(&url).await;
+    let requests = lab.reconcile(&policy(json!({}))).await;
+    assert!(created(&requests).is_empty(), "no data is not idle: nothing moves");
+    let status = status_apply(&requests);
+    let metrics = condition(&status, "MetricsAvailable");
+    assert_eq!(metrics["status"], "False");
+    assert_eq!(metrics["reason"], "NoData");
+    assert!(
+        metrics["message"].as_str().unwrap_or_default().contains("3 watched volumes"),
+        "{metrics:#}"
+    );
+    assert_eq!(status["volumes"]["hot"], 2, "placement is still reported");
+    assert!(events(&requests).contains(&("Warning".to_owned(), "MetricsUnavailable".to_owned())));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -125,6 +125,7 @@ async fn the_operator_leads_becomes_ready_and_releases_its_lease_on_shutdown() {
     let dir = tempfile::tempdir().expect("temp dir");
     let port = prom::free_port();
     let _prometheus = prom::start_prometheus(dir.path(), prom::free_port(), port);
+    prom::wait_until_up(&format!("http://127.0.0.1:{port}")).await;
     let mut cluster = Cluster::new(Behaviour::default());
     cluster.add_node("n1");
     let sim = Sim::start(cluster).await.expect("simulator");
