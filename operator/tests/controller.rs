@@ -293,7 +293,9 @@ async fn moves_follow_real_prometheus_loads_and_stop_with_metrics_available_fals
     assert_eq!(requests[0].method, "GET");
     assert_eq!(requests[0].path, VMS);
     assert!(
-        requests[0].query.contains("labelSelector=couchestor.io%2Fpolicy%3Dgold"),
+        requests[0]
+            .query
+            .contains("labelSelector=couchestor.io%2Fpolicy%3Dgold"),
         "{}",
         requests[0].query
     );
@@ -494,13 +496,19 @@ async fn a_prometheus_without_samples_of_the_volumes_is_metrics_unavailable_with
     prom::wait_until_up(&url).await;
     let lab = lab(&url).await;
     let requests = lab.reconcile(&policy(json!({}))).await;
-    assert!(created(&requests).is_empty(), "no data is not idle: nothing moves");
+    assert!(
+        created(&requests).is_empty(),
+        "no data is not idle: nothing moves"
+    );
     let status = status_apply(&requests);
     let metrics = condition(&status, "MetricsAvailable");
     assert_eq!(metrics["status"], "False");
     assert_eq!(metrics["reason"], "NoData");
     assert!(
-        metrics["message"].as_str().unwrap_or_default().contains("3 watched volumes"),
+        metrics["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("3 watched volumes"),
         "{metrics:#}"
     );
     assert_eq!(status["volumes"]["hot"], 2, "placement is still reported");

@@ -145,7 +145,10 @@ pub async fn wait_until_up(url: &str) {
     let client = Prometheus::new(url, Duration::from_secs(2)).expect("client");
     let deadline = Instant::now() + Duration::from_secs(30);
     while client.instant("vector(1)").await.is_err() {
-        assert!(Instant::now() < deadline, "Prometheus at {url} never answered");
+        assert!(
+            Instant::now() < deadline,
+            "Prometheus at {url} never answered"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
