@@ -21,7 +21,9 @@ pub mod status;
 use std::{collections::BTreeMap, future::Future, sync::Arc, time::Duration};
 
 use couchestor_core::{
-    StoragePolicy, Timestamp, VolumeMigration, names,
+    StoragePolicy, Timestamp, VolumeMigration,
+    api::StoragePolicyStatus,
+    names,
     plan::{Plan, plan},
     tier::Load,
     validation::validate_storage_policy,
@@ -86,6 +88,32 @@ pub struct Context {
     /// PersistentVolumeClaims (watch cache), for `volumeSelector`.
     pub pvcs: Store<PersistentVolumeClaim>,
     pub settings: Settings,
+    /// The status this process last wrote per policy.
+    pub written: Written,
+}
+
+/// The status this process last wrote, per policy UID. The leader is the only writer
+/// of a policy's status, so this is the newest status even when the watch cache has
+/// not caught up with the write yet — without it, a reconcile right after a write
+/// would start from the older status and a monotonic counter could go back.
+#[derive(Debug, Default)]
+pub struct Written(std::sync::Mutex<BTreeMap<String, StoragePolicyStatus>>);
+
+impl Written {
+    fn get(&self, uid: &str) -> Option<StoragePolicyStatus> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(uid)
+            .cloned()
+    }
+
+    fn put(&self, uid: &str, status: StoragePolicyStatus) {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(uid.to_owned(), status);
+    }
 }
 
 impl std::fmt::Debug for Context {
@@ -169,7 +197,12 @@ async fn reconcile_policy(policy: &StoragePolicy, ctx: &Context) -> Result<Actio
         .map_err(Error::ListMigrations)?
         .items;
     let ledger = Ledger::of(&name, &migrations);
-    let previous = policy.status.clone().unwrap_or_default();
+    let uid = policy.uid().unwrap_or_else(|| name.clone());
+    let previous = ctx
+        .written
+        .get(&uid)
+        .or_else(|| policy.status.clone())
+        .unwrap_or_default();
     let mut events: Vec<(EventType, &'static str, String)> = Vec::new();
 
     let found = if policy.spec.enabled {
@@ -305,6 +338,7 @@ async fn reconcile_policy(policy: &StoragePolicy, ctx: &Context) -> Result<Actio
             name: name.clone(),
             source,
         })?;
+    ctx.written.put(&uid, next);
 
     let reference = policy.object_ref(&());
     for (type_, reason, note) in events {
@@ -520,6 +554,7 @@ pub async fn run(parts: Parts, shutdown: impl Future<Output = ()> + Send + Sync 
         pvs: pv_reader,
         pvcs: pvc_reader,
         settings: parts.settings,
+        written: Written::default(),
     });
     let for_pv = policy_reader.clone();
     let for_pvc = policy_reader.clone();
