@@ -443,8 +443,19 @@ async fn uc006_a_dry_run_publishes_planned_migrations_and_creates_none() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn uc010_disabling_midway_starts_nothing_and_lets_the_move_in_flight_finish() {
-    // No Prometheus at all: a disabled policy must not need it.
-    let lab = lab(&format!("http://127.0.0.1:{}", prom::free_port())).await;
+    // A disabled policy must not need Prometheus: its address only counts connections.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let prometheus_url = format!("http://{}", listener.local_addr().expect("addr"));
+    let asked = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = asked.clone();
+    tokio::spawn(async move {
+        while listener.accept().await.is_ok() {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    });
+    let lab = lab(&prometheus_url).await;
     lab.migrations
         .lock()
         .expect("list")
@@ -475,6 +486,11 @@ async fn uc010_disabling_midway_starts_nothing_and_lets_the_move_in_flight_finis
         lab.sim.log().len(),
         mayastor_before,
         "a disabled policy does not even ask Mayastor"
+    );
+    assert_eq!(
+        asked.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "nor Prometheus"
     );
 
     // The executor finishes the move: it enters the history; still nothing starts.
