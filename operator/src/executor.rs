@@ -200,6 +200,14 @@ impl<S: MigrationStore, E: EventSink, C: Clock> Executor<S, E, C> {
         &self.events
     }
 
+    /// Whether a `drive` of `name` is running in this process now.
+    pub fn is_running(&self, name: &str) -> bool {
+        self.running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(name)
+    }
+
     /// Runs the move `name` to a terminal phase, resuming from its persisted status.
     /// `tiers` maps the policy's tiers to pools. A move already finished returns its
     /// outcome without touching anything.

@@ -10,11 +10,11 @@
 //! the tasks are dropped mid-move, which the executor is built for — the next leader
 //! resumes from the same journal.
 
-use std::{collections::BTreeSet, future::Future, sync::Arc, time::Duration};
+use std::{future::Future, sync::Arc, time::Duration};
 
 use couchestor_core::{StoragePolicy, VolumeMigration};
 use kube::{Api, Client, api::ListParams};
-use tokio::{sync::Mutex, task::JoinSet};
+use tokio::task::JoinSet;
 
 use crate::executor::{Clock, EventSink, ExecError, Executor, MigrationStore, TierPools};
 
@@ -31,7 +31,6 @@ pub struct Pass {
 pub struct Runner<S, E, C> {
     client: Client,
     executor: Arc<Executor<S, E, C>>,
-    running: Arc<Mutex<BTreeSet<String>>>,
     tasks: JoinSet<()>,
 }
 
@@ -53,7 +52,6 @@ where
         Self {
             client,
             executor,
-            running: Arc::default(),
             tasks: JoinSet::new(),
         }
     }
@@ -80,7 +78,7 @@ where
                 .as_ref()
                 .and_then(|s| s.phase)
                 .is_some_and(|p| p.is_terminal());
-            if terminal || self.running.lock().await.contains(&name) {
+            if terminal || self.executor.is_running(&name) {
                 continue;
             }
             let policy = match policies.get_opt(&vm.spec.policy_ref).await {
@@ -101,21 +99,19 @@ where
                 }
             };
             let tiers = TierPools::from_policy(&policy.spec);
-            self.running.lock().await.insert(name.clone());
             pass.started.push(name.clone());
             let executor = self.executor.clone();
-            let running = self.running.clone();
             self.tasks.spawn(async move {
                 match executor.drive(&name, &tiers).await {
                     Ok(outcome) => {
                         tracing::info!(migration = name, result = outcome.result(), message = outcome.message, "migration finished")
                     }
+                    // Claimed by a drive started between our look and this task.
                     Err(ExecError::AlreadyRunning(_)) => {}
                     Err(e) => {
                         tracing::warn!(migration = name, error = %e, "migration paused; resuming on a later pass")
                     }
                 }
-                running.lock().await.remove(&name);
             });
         }
         Ok(pass)
