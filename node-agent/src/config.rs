@@ -106,8 +106,9 @@ pub struct PublishArgs {
     /// How often to rescan the devices; a change is published at once.
     #[arg(long, env = "COUCHESTOR_RESCAN_INTERVAL", default_value = "30s", value_parser = duration)]
     pub rescan_interval: Duration,
-    /// How often to publish even without a change (the heartbeat).
-    #[arg(long, env = "COUCHESTOR_HEARTBEAT_INTERVAL", default_value = "60s", value_parser = duration)]
+    /// How often to publish even without a change (the heartbeat); at least 1s, since
+    /// `lastHeartbeat` is written with one-second precision.
+    #[arg(long, env = "COUCHESTOR_HEARTBEAT_INTERVAL", default_value = "60s", value_parser = heartbeat)]
     pub heartbeat_interval: Duration,
     #[command(flatten)]
     pub discovery: DiscoveryArgs,
@@ -130,6 +131,18 @@ impl PublishArgs {
 
 fn duration(s: &str) -> Result<Duration, String> {
     couchestor_core::duration::parse_duration(s).map_err(|e| e.to_string())
+}
+
+/// A heartbeat interval: Kubernetes timestamps have one-second precision, so two
+/// heartbeats less than a second apart could carry the same `lastHeartbeat`.
+fn heartbeat(s: &str) -> Result<Duration, String> {
+    let d = duration(s)?;
+    if d < Duration::from_secs(1) {
+        return Err(format!(
+            "{s} is shorter than 1s: lastHeartbeat has one-second precision"
+        ));
+    }
+    Ok(d)
 }
 
 /// The client side of mutual TLS towards agents.
@@ -336,4 +349,18 @@ pub struct CertsConfig {
         required = true
     )]
     pub hosts: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_heartbeat_under_one_second_is_refused_with_the_reason() {
+        assert_eq!(heartbeat("60s"), Ok(Duration::from_secs(60)));
+        assert_eq!(heartbeat("1s"), Ok(Duration::from_secs(1)));
+        let err = heartbeat("500ms").expect_err("sub-second heartbeat");
+        assert!(err.contains("one-second precision"), "{err}");
+        assert!(heartbeat("soon").is_err());
+    }
 }

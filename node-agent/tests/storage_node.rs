@@ -247,7 +247,9 @@ async fn a_missing_storage_node_is_created_then_its_status_applied_and_a_new_dis
 async fn an_unchanged_inventory_is_republished_at_the_heartbeat_and_the_spec_can_ask_for_virtual_devices()
  {
     let sysfs = Sysfs::new();
-    let heartbeat = Duration::from_millis(400);
+    // More than a second: lastHeartbeat has one-second precision (RFC 3339 without
+    // fractions), so a shorter interval could publish the same time twice.
+    let heartbeat = Duration::from_millis(1100);
     let (mut handle, stop, task) = start(
         &sysfs,
         Schedule {
