@@ -150,20 +150,28 @@ fn run_child(dir: &Path, scenario: usize, start: u64, acks: u64) -> u64 {
         .expect("spawn child");
     let stdout = child.stdout.take().expect("stdout");
     let mut last = None;
+    let mut killed = false;
+    // Reads to the end: acknowledgements the child printed before the SIGKILL landed
+    // (it keeps going until then) are acknowledged operations too.
     for line in BufReader::new(stdout).lines() {
-        let line = line.expect("line");
-        let i: u64 = line
+        let Ok(line) = line else { break };
+        let Some(i) = line
             .strip_prefix("ACK ")
-            .and_then(|n| n.parse().ok())
-            .unwrap_or_else(|| panic!("unexpected child output {line:?}"));
+            .and_then(|n| n.parse::<u64>().ok())
+        else {
+            // A line cut short by the kill.
+            assert!(killed, "unexpected child output {line:?}");
+            break;
+        };
         assert_eq!(i, last.map_or(start, |l| l + 1), "acks are in order");
         last = Some(i);
-        if i + 1 - start >= acks {
+        if !killed && i + 1 - start >= acks {
             // Child::kill sends SIGKILL: no destructor, no flush, mid-write.
             child.kill().expect("kill -9");
-            break;
+            killed = true;
         }
     }
+    assert!(killed, "the child stopped before it was killed");
     let status = child.wait().expect("wait");
     assert!(
         !status.success(),

@@ -24,6 +24,11 @@ pub const ARCHIVED: &str = "couchestor.io/archived";
 /// EcVolume annotation set by the CSI sidecar when a pod needs an archived volume back.
 pub const REHYDRATE_REQUESTED: &str = "couchestor.io/rehydrate-requested";
 
+/// Finalizer the operator puts on every `VolumeMigration` it creates and removes once
+/// the move is in a terminal phase: deleting a migration mid-move (or its policy) first
+/// rolls the move back or undoes its steering, so no pool stays cordoned or unlabelled.
+pub const MIGRATION_FINALIZER: &str = "couchestor.io/migration";
+
 /// Server-side-apply field manager of the operator.
 pub const MANAGER_OPERATOR: &str = "couchestor-operator";
 /// Server-side-apply field manager of the admission webhook.

@@ -695,7 +695,8 @@ async fn the_callers_deadline_reaches_the_backend() {
         .to_owned();
     let left = couchestor_csi_sidecar::proxy::parse_grpc_timeout(&header).expect("valid");
     assert!(
-        left <= Duration::from_secs(30) && left > Duration::from_secs(29),
+        // Forwarding takes milliseconds; the slack is for a loaded CI machine.
+        left <= Duration::from_secs(30) && left > Duration::from_secs(20),
         "{header}"
     );
     // Without a deadline, none is invented.
@@ -730,7 +731,8 @@ async fn a_backend_slower_than_the_deadline_gives_deadline_exceeded_on_time() {
     );
     assert!(message.contains("deadline"), "{message}");
     assert!(
-        took >= Duration::from_millis(290) && took < Duration::from_secs(2),
+        // Cut short well before the backend's 5 s (slack for a loaded machine).
+        took >= Duration::from_millis(290) && took < Duration::from_secs(4),
         "{took:?}"
     );
     let seen = h.backend.state.received_for("CreateVolume");

@@ -255,10 +255,11 @@ impl QemuNbd {
             .spawn()
             .expect("spawn qemu-nbd");
         let deadline = Instant::now() + Duration::from_secs(20);
-        while !socket.exists() {
+        // The socket file appears at bind(); connections succeed only after listen().
+        while std::os::unix::net::UnixStream::connect(&socket).is_err() {
             assert!(
                 Instant::now() < deadline,
-                "qemu-nbd did not create its socket"
+                "qemu-nbd did not listen on its socket"
             );
             std::thread::sleep(Duration::from_millis(20));
         }

@@ -180,7 +180,7 @@ pub fn error_policy(policy: Arc<StoragePolicy>, error: &Error, ctx: Arc<Context>
 async fn reconcile_policy(policy: &StoragePolicy, ctx: &Context) -> Result<Action, Error> {
     let name = policy.name_any();
     if policy.meta().deletion_timestamp.is_some() {
-        ctx.metrics.set_active(&name, None);
+        ctx.metrics.forget_policy(&name);
         return Ok(Action::await_change());
     }
     let now = Timestamp::now();
@@ -486,6 +486,22 @@ impl Synced {
     }
 }
 
+/// An `inspect` callback for the policy watch: a deleted policy's metric series go
+/// (also those of policies that vanished while the watch was re-listing).
+fn forget_deleted(
+    metrics: Arc<Metrics>,
+    policies: Store<StoragePolicy>,
+) -> impl FnMut(&Result<watcher::Event<StoragePolicy>, watcher::Error>) {
+    move |event| match event {
+        Ok(watcher::Event::Delete(policy)) => metrics.forget_policy(&policy.name_any()),
+        Ok(watcher::Event::InitDone) => {
+            let existing = policies.state().iter().map(|p| p.name_any()).collect();
+            metrics.retain_policies(&existing);
+        }
+        _ => {}
+    }
+}
+
 /// The peers and wiring the controller needs.
 pub struct Parts {
     pub client: Client,
@@ -522,6 +538,7 @@ pub async fn run(parts: Parts, shutdown: impl Future<Output = ()> + Send + Sync 
         .default_backoff()
         .reflect(policy_writer)
         .inspect(synced.marker())
+        .inspect(forget_deleted(parts.metrics.clone(), policy_reader.clone()))
         .applied_objects(),
     );
     let pvs = watcher(

@@ -22,7 +22,10 @@ pub mod steering;
 pub mod tiers;
 mod window;
 
-use std::{collections::BTreeSet, time::Duration};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    time::Duration,
+};
 
 use tracing::Instrument;
 
@@ -39,7 +42,7 @@ use crate::mayastor::{self, Mayastor, Pool, Volume};
 use decision::{Action, Finish, ReplicaView, Role, View};
 pub use ports::{
     Clock, EventSink, EventType, InMemoryStore, MigrationStore, RecordedEvent, RecordingEvents,
-    StoreError, SystemClock,
+    StoreError, SystemClock, holds_finalizer,
 };
 use steering::SteeringLock;
 pub use tiers::TierPools;
@@ -145,7 +148,12 @@ pub struct Executor<S, E, C> {
     steering: SteeringLock,
     /// Moves being driven now.
     running: std::sync::Mutex<BTreeSet<String>>,
+    /// Moves asked to stop and roll back ([`Executor::cancel`]), with the reason.
+    cancels: std::sync::Mutex<BTreeMap<String, String>>,
 }
+
+/// Why a move is cancelled when its `VolumeMigration` is deleted.
+pub const DELETED: &str = "the VolumeMigration is being deleted";
 
 /// Marks a move as being driven until dropped (also when a `drive` future is dropped).
 struct Running<'a> {
@@ -189,6 +197,7 @@ impl<S: MigrationStore, E: EventSink, C: Clock> Executor<S, E, C> {
             config,
             steering: SteeringLock::new(()),
             running: std::sync::Mutex::default(),
+            cancels: std::sync::Mutex::default(),
         }
     }
 
@@ -208,31 +217,99 @@ impl<S: MigrationStore, E: EventSink, C: Clock> Executor<S, E, C> {
             .contains(name)
     }
 
+    /// Asks the move `name` to stop and roll back (its `VolumeMigration` is being
+    /// deleted): a `drive` running now notices before its next look at Mayastor, and
+    /// a later `drive` at its start. A move not started yet finishes without touching
+    /// anything; a move in flight rolls back exactly as on a timeout.
+    pub fn cancel(&self, name: &str, reason: &str) {
+        self.cancels
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(name.to_owned())
+            .or_insert_with(|| reason.to_owned());
+    }
+
+    fn cancel_reason(&self, name: &str) -> Option<String> {
+        self.cancels
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .cloned()
+    }
+
+    fn forget_cancel(&self, name: &str) {
+        self.cancels
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(name);
+    }
+
     /// Runs the move `name` to a terminal phase, resuming from its persisted status.
     /// `tiers` maps the policy's tiers to pools. A move already finished returns its
-    /// outcome without touching anything.
+    /// outcome without touching Mayastor. A `VolumeMigration` being deleted is
+    /// cancelled ([`Executor::cancel`]). Once terminal, the operator's finalizer is
+    /// removed.
     ///
     /// The same move must not be driven twice at once: a second call while one runs
     /// returns [`ExecError::AlreadyRunning`] without doing anything.
     pub async fn drive(&self, name: &str, tiers: &TierPools) -> Result<Outcome, ExecError> {
         let _running = Running::claim(&self.running, name)
             .ok_or_else(|| ExecError::AlreadyRunning(name.to_owned()))?;
+        let mut run = self.run(name, tiers).await?;
+        if run.vm.metadata.deletion_timestamp.is_some() {
+            self.cancel(name, DELETED);
+        }
+        let span = run.span();
+        let outcome = run.go().instrument(span).await?;
+        self.finished(name, &run.vm).await?;
+        Ok(outcome)
+    }
+
+    /// Finishes the move `name` without its policy (deleted while the move was in
+    /// flight, so its tiers are unknown): undoes the steering its journal records,
+    /// marks it `Failed` with `reason`, and removes the finalizer. Replicas are left as
+    /// they are — an extra replica is safe, and which one to remove cannot be decided
+    /// without the tiers. A move already finished only loses its finalizer.
+    pub async fn abandon(&self, name: &str, reason: &str) -> Result<Outcome, ExecError> {
+        let _running = Running::claim(&self.running, name)
+            .ok_or_else(|| ExecError::AlreadyRunning(name.to_owned()))?;
+        let no_tiers = TierPools::none();
+        let mut run = self.run(name, &no_tiers).await?;
+        let span = run.span();
+        let outcome = run.abandon(reason).instrument(span).await?;
+        self.finished(name, &run.vm).await?;
+        Ok(outcome)
+    }
+
+    async fn run<'a>(
+        &'a self,
+        name: &'a str,
+        tiers: &'a TierPools,
+    ) -> Result<Run<'a, S, E, C>, ExecError> {
         let vm = self
             .store
             .get(name)
             .await?
             .ok_or_else(|| ExecError::NotFound(name.to_owned()))?;
         let status = vm.status.clone().unwrap_or_default();
-        let span = tracing::info_span!("migration", name, volume = %vm.spec.volume_id);
-        let mut run = Run {
+        Ok(Run {
             exec: self,
             name,
             tiers,
             vm,
             status,
             no_pool: 0,
-        };
-        run.go().instrument(span).await
+        })
+    }
+
+    /// After a terminal phase: nothing left to cancel, and the finalizer can go.
+    async fn finished(&self, name: &str, vm: &VolumeMigration) -> Result<(), StoreError> {
+        self.forget_cancel(name);
+        if holds_finalizer(vm) {
+            self.store.release(name).await?;
+            tracing::debug!(migration = name, "finalizer removed");
+        }
+        Ok(())
     }
 }
 
@@ -261,6 +338,67 @@ fn elapsed(since: Timestamp, now: Timestamp) -> Duration {
 impl<S: MigrationStore, E: EventSink, C: Clock> Run<'_, S, E, C> {
     fn mayastor(&self) -> &Mayastor {
         &self.exec.mayastor
+    }
+
+    fn span(&self) -> tracing::Span {
+        tracing::info_span!("migration", name = self.name, volume = %self.vm.spec.volume_id)
+    }
+
+    /// The outcome recorded, when the move is in a terminal phase.
+    fn terminal_outcome(&self) -> Option<Outcome> {
+        let phase = self.status.phase.filter(|p| p.is_terminal())?;
+        Some(Outcome {
+            phase,
+            message: self
+                .status
+                .steps
+                .last()
+                .map(|s| s.message.clone())
+                .unwrap_or_default(),
+        })
+    }
+
+    /// Acts on a pending [`Executor::cancel`]: a move not started finishes at once; a
+    /// move in flight switches to rolling back. `None` when there is nothing to do.
+    async fn take_cancel(&mut self) -> Option<Result<Option<Outcome>, Failure>> {
+        let reason = self.exec.cancel_reason(self.name)?;
+        if self.status.start_time.is_none() {
+            let message =
+                format!("cancelled before the move started ({reason}); nothing was changed");
+            return Some(self.finish(Finish::RolledBack, message).await);
+        }
+        if self.status.abort_reason.is_some() {
+            return None;
+        }
+        Some(
+            self.abort(format!("cancelled: {reason}"))
+                .await
+                .map(|()| None)
+                .map_err(Failure::Store),
+        )
+    }
+
+    /// See [`Executor::abandon`].
+    async fn abandon(&mut self, reason: &str) -> Result<Outcome, ExecError> {
+        if let Some(outcome) = self.terminal_outcome() {
+            return Ok(outcome);
+        }
+        let exec = self.exec;
+        let _window = exec.steering.lock().await;
+        let message = match (&self.status.start_time, self.status.step) {
+            (None, _) => format!("{reason} before the move started; nothing was changed"),
+            (Some(_), step) => format!(
+                "{reason} while the move was in flight (at step {}): steering undone, the \
+                 volume's replicas left as they are for an operator to check",
+                step.map_or("none".to_owned(), step_name)
+            ),
+        };
+        match self.finish(Finish::Failed, message).await {
+            Ok(Some(outcome)) => Ok(outcome),
+            Ok(None) => unreachable!("finish always ends the move"),
+            Err(Failure::Store(e)) => Err(e.into()),
+            Err(Failure::Mayastor(e)) => Err(ExecError::Mayastor(e)),
+        }
     }
 
     fn volume_id(&self) -> &str {
@@ -292,21 +430,15 @@ impl<S: MigrationStore, E: EventSink, C: Clock> Run<'_, S, E, C> {
     }
 
     async fn go(&mut self) -> Result<Outcome, ExecError> {
-        if let Some(phase) = self.status.phase.filter(|p| p.is_terminal()) {
-            return Ok(Outcome {
-                phase,
-                message: self
-                    .status
-                    .steps
-                    .last()
-                    .map(|s| s.message.clone())
-                    .unwrap_or_default(),
-            });
+        if let Some(outcome) = self.terminal_outcome() {
+            return Ok(outcome);
         }
         let mut errors = 0u32;
         let mut backoff = self.exec.config.retry_backoff;
         loop {
-            let result = if self.status.start_time.is_none() {
+            let result = if let Some(result) = self.take_cancel().await {
+                result
+            } else if self.status.start_time.is_none() {
                 self.start().await
             } else {
                 self.iteration().await

@@ -11,7 +11,7 @@ use kube::{
     runtime::events::{Event, EventType as KubeEventType, Recorder, Reporter},
 };
 
-pub use crate::executor::{EventSink, EventType, MigrationStore, StoreError};
+pub use crate::executor::{EventSink, EventType, MigrationStore, StoreError, holds_finalizer};
 
 /// A kube error as the executor's store error: 404 means the object is gone; anything
 /// else leaves the write unknown, so the executor stops and resumes later.
@@ -72,6 +72,41 @@ impl MigrationStore for KubeMigrationStore {
             .await
             .map(|_| ())
             .map_err(|e| store_error("writing the status of", name, e))
+    }
+
+    /// A JSON merge patch of `metadata.finalizers` without ours, guarded by the
+    /// `resourceVersion` just read: a concurrent change to the list (another
+    /// controller's finalizer) makes it fail with 409 instead of being overwritten,
+    /// and the next pass tries again.
+    async fn release(&self, name: &str) -> Result<(), StoreError> {
+        let Some(vm) = self.get(name).await? else {
+            return Ok(());
+        };
+        if !holds_finalizer(&vm) {
+            return Ok(());
+        }
+        let rest: Vec<&String> = vm
+            .metadata
+            .finalizers
+            .iter()
+            .flatten()
+            .filter(|f| *f != names::MIGRATION_FINALIZER)
+            .collect();
+        let body = serde_json::json!({
+            "metadata": {
+                "finalizers": rest,
+                "resourceVersion": vm.metadata.resource_version,
+            }
+        });
+        match self
+            .api
+            .patch(name, &PatchParams::default(), &Patch::Merge(&body))
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+            Err(e) => Err(store_error("removing the finalizer of", name, e)),
+        }
     }
 }
 

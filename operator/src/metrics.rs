@@ -2,7 +2,7 @@
 //! process owns and passes in — never a global one.
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, BTreeSet},
     sync::{Mutex, PoisonError},
 };
 
@@ -53,7 +53,12 @@ pub struct Metrics {
     pub prometheus_query_duration: Histogram,
     /// Moves in flight per policy; `active_migrations` is their sum.
     active_by_policy: Mutex<BTreeMap<String, i64>>,
+    /// Policies with `couchestor_volumes` series, so a deleted one's can be removed.
+    volume_policies: Mutex<BTreeSet<String>>,
 }
+
+/// The `tier` label values of `couchestor_volumes`.
+const VOLUME_TIERS: [&str; 5] = ["hot", "warm", "cold", "unplaced", "archived"];
 
 impl Metrics {
     /// Creates the metrics and registers them (with the `couchestor` prefix).
@@ -68,6 +73,7 @@ impl Metrics {
             // 1 ms .. ~16 s
             prometheus_query_duration: Histogram::new(exponential_buckets(0.001, 2.0, 15)),
             active_by_policy: Mutex::default(),
+            volume_policies: Mutex::default(),
         };
         let r = registry.sub_registry_with_prefix("couchestor");
         r.register(
@@ -116,13 +122,18 @@ impl Metrics {
 
     /// Sets the volumes per tier of `policy`.
     pub fn set_volumes(&self, policy: &str, counts: &TierCounts) {
-        for (tier, n) in [
-            ("hot", counts.hot),
-            ("warm", counts.warm),
-            ("cold", counts.cold),
-            ("unplaced", counts.unplaced),
-            ("archived", counts.archived),
-        ] {
+        self.volume_policies
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(policy.to_owned());
+        let values = [
+            counts.hot,
+            counts.warm,
+            counts.cold,
+            counts.unplaced,
+            counts.archived,
+        ];
+        for (tier, n) in VOLUME_TIERS.into_iter().zip(values) {
             self.volumes
                 .get_or_create(&VolumeLabels {
                     policy: policy.to_owned(),
@@ -149,6 +160,46 @@ impl Metrics {
         self.active_migrations.set(by.values().sum());
     }
 
+    /// Removes every series of a deleted policy (its volumes and its moves in flight),
+    /// so dashboards do not show a policy that no longer exists.
+    pub fn forget_policy(&self, policy: &str) {
+        self.volume_policies
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(policy);
+        for tier in VOLUME_TIERS {
+            self.volumes.remove(&VolumeLabels {
+                policy: policy.to_owned(),
+                tier: tier.to_owned(),
+            });
+        }
+        self.set_active(policy, None);
+    }
+
+    /// Forgets every policy not in `existing` (after a re-list, which reports no
+    /// deletions that happened while the watch was down).
+    pub fn retain_policies(&self, existing: &BTreeSet<String>) {
+        let known: Vec<String> = {
+            let volumes = self
+                .volume_policies
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let active = self
+                .active_by_policy
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            volumes
+                .iter()
+                .chain(active.keys())
+                .filter(|p| !existing.contains(*p))
+                .cloned()
+                .collect()
+        };
+        for policy in known {
+            self.forget_policy(&policy);
+        }
+    }
+
     /// Counts a reconcile that failed or could not decide.
     pub fn reconcile_error(&self, kind: &str) {
         self.reconcile_errors
@@ -172,5 +223,45 @@ mod tests {
         assert_eq!(m.active_migrations.get(), 3);
         m.set_active("a", None);
         assert_eq!(m.active_migrations.get(), 1);
+    }
+
+    fn exposition(registry: &Registry) -> String {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, registry).expect("encode");
+        text
+    }
+
+    #[test]
+    fn a_deleted_policy_loses_its_series_and_its_moves_in_flight() {
+        let mut registry = Registry::default();
+        let m = Metrics::register(&mut registry);
+        let counts = TierCounts {
+            hot: 3,
+            cold: 2,
+            ..TierCounts::default()
+        };
+        m.set_volumes("gold", &counts);
+        m.set_volumes("silver", &counts);
+        m.set_active("gold", Some(2));
+        m.set_active("silver", Some(1));
+        assert!(
+            exposition(&registry).contains(r#"couchestor_volumes{policy="gold",tier="hot"} 3"#)
+        );
+
+        m.forget_policy("gold");
+
+        let text = exposition(&registry);
+        assert!(!text.contains(r#"policy="gold""#), "{text}");
+        assert!(
+            text.contains(r#"couchestor_volumes{policy="silver",tier="hot"} 3"#),
+            "{text}"
+        );
+        assert_eq!(m.active_migrations.get(), 1);
+
+        m.set_active("bronze", Some(4));
+        m.retain_policies(&BTreeSet::from(["bronze".to_owned()]));
+        let text = exposition(&registry);
+        assert!(!text.contains(r#"policy="silver""#), "{text}");
+        assert_eq!(m.active_migrations.get(), 4);
     }
 }

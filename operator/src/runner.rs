@@ -9,6 +9,12 @@
 //! executor resumes from the journal in the status. On shutdown or loss of the lease
 //! the tasks are dropped mid-move, which the executor is built for — the next leader
 //! resumes from the same journal.
+//!
+//! Deletion: every migration the controller creates holds the operator's finalizer
+//! until it is terminal. A migration being deleted mid-move is cancelled (rolled back;
+//! [`Executor::cancel`]); one whose policy is gone too is abandoned (steering undone,
+//! marked `Failed`; [`Executor::abandon`]); a terminal one still holding the finalizer
+//! (a crash between the last status write and the release) just loses it.
 
 use std::{future::Future, sync::Arc, time::Duration};
 
@@ -16,7 +22,9 @@ use couchestor_core::{StoragePolicy, VolumeMigration};
 use kube::{Api, Client, api::ListParams};
 use tokio::task::JoinSet;
 
-use crate::executor::{Clock, EventSink, ExecError, Executor, MigrationStore, TierPools};
+use crate::executor::{
+    Clock, DELETED, EventSink, ExecError, Executor, MigrationStore, TierPools, holds_finalizer,
+};
 
 /// What one pass found and did (for logs and tests).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -25,6 +33,10 @@ pub struct Pass {
     pub started: Vec<String>,
     /// Migrations in flight whose policy could not be read (left alone this pass).
     pub without_policy: Vec<String>,
+    /// Migrations finished without their policy, or whose finalizer is released.
+    pub abandoned: Vec<String>,
+    /// Migrations being driven now that were asked to roll back (being deleted).
+    pub cancelled: Vec<String>,
 }
 
 /// The migrations to drive and the policies they belong to.
@@ -78,11 +90,30 @@ where
                 .as_ref()
                 .and_then(|s| s.phase)
                 .is_some_and(|p| p.is_terminal());
-            if terminal || self.executor.is_running(&name) {
+            let deleting = vm.metadata.deletion_timestamp.is_some();
+            if terminal && !holds_finalizer(&vm) {
+                continue;
+            }
+            if self.executor.is_running(&name) {
+                if deleting && !terminal {
+                    self.executor.cancel(&name, DELETED);
+                    pass.cancelled.push(name);
+                }
+                continue;
+            }
+            if terminal {
+                self.abandon(name.clone(), "finished".to_owned());
+                pass.abandoned.push(name);
                 continue;
             }
             let policy = match policies.get_opt(&vm.spec.policy_ref).await {
                 Ok(Some(p)) => p,
+                Ok(None) if deleting => {
+                    let reason = format!("policy {} was deleted", vm.spec.policy_ref);
+                    self.abandon(name.clone(), reason);
+                    pass.abandoned.push(name);
+                    continue;
+                }
                 Ok(None) => {
                     tracing::warn!(
                         migration = name,
@@ -115,6 +146,22 @@ where
             });
         }
         Ok(pass)
+    }
+
+    /// Starts [`Executor::abandon`] of `name` in a task.
+    fn abandon(&mut self, name: String, reason: String) {
+        let executor = self.executor.clone();
+        self.tasks.spawn(async move {
+            match executor.abandon(&name, &reason).await {
+                Ok(outcome) => {
+                    tracing::info!(migration = name, result = outcome.result(), message = outcome.message, "migration closed")
+                }
+                Err(ExecError::AlreadyRunning(_)) => {}
+                Err(e) => {
+                    tracing::warn!(migration = name, error = %e, "could not close a migration; retrying on a later pass")
+                }
+            }
+        });
     }
 
     /// Passes every `interval` until `until` completes; then drops every move in

@@ -350,6 +350,11 @@ async fn moves_follow_real_prometheus_loads_and_stop_with_metrics_available_fals
     assert_eq!(owner["name"], "gold");
     assert_eq!(owner["uid"], "9d1c-policy-uid");
     assert_eq!(owner["controller"], true);
+    assert_eq!(
+        busy.body["metadata"]["finalizers"],
+        json!(["couchestor.io/migration"]),
+        "held until the executor has finished the move"
+    );
     assert_eq!(busy.body["spec"]["volumeId"], BUSY);
     assert_eq!(busy.body["spec"]["policyRef"], "gold");
     assert_eq!(busy.body["spec"]["timeout"], "30m");

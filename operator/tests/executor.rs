@@ -26,7 +26,7 @@ use couchestor_core::{
     api::{MigrationPhase, MigrationStep},
 };
 use couchestor_operator::{
-    executor::{EventType, ExecError},
+    executor::{Clock, EventType, ExecError, holds_finalizer},
     mayastor::{
         self, Mayastor,
         sim::{Behaviour, Fault, FaultAction, VictimPolicy, VolumeSetup},
@@ -382,21 +382,26 @@ async fn a_scale_up_whose_answer_times_out_is_re_observed_not_sent_again() {
     let h = Harness::new(lab(Behaviour::default(), false)).await;
     h.store
         .insert(migration("m", HOT_VOL, Tier::Hot, Tier::Cold, false));
-    // The first replica-count change is carried out after 300 ms; the client gives up
-    // after 100 ms.
+    // The first replica-count change is carried out after 3 s; the client gives up
+    // after 1 s (generous for every other request, even on a loaded machine).
     h.sim.inject(Fault {
         method: Some(Method::PUT),
         path_prefix: Some(format!("/v0/volumes/{HOT_VOL}/replica_count")),
         times: Some(1),
-        action: FaultAction::Delay(Duration::from_millis(300)),
+        action: FaultAction::Delay(Duration::from_secs(3)),
     });
     let mut cfg = mayastor::Config::new(h.sim.url());
-    cfg.timeout = Duration::from_millis(100);
+    cfg.timeout = Duration::from_secs(1);
     let client = Mayastor::new(cfg).expect("client");
-    // When the executor reports the unconfirmed change, let the slow request land.
-    let hook: Hook = Box::new(|_, reason, _| {
+    // When the executor reports the unconfirmed change, wait until the slow request
+    // has landed (the simulator runs on the other worker thread).
+    let hook: Hook = Box::new(|sim, reason, _| {
         if reason == "ScaleUpUnconfirmed" {
-            std::thread::sleep(Duration::from_millis(400));
+            let end = std::time::Instant::now() + Duration::from_secs(30);
+            while sim.with(|c| c.num_replicas(HOT_VOL)) != Some(3) {
+                assert!(std::time::Instant::now() < end, "the slow +1 never landed");
+                std::thread::sleep(Duration::from_millis(20));
+            }
         }
     });
     let exec = h.executor_with(client, None, Some(hook));
@@ -735,6 +740,156 @@ async fn the_same_move_driven_twice_at_once_runs_only_once() {
     // Once it is over, it may be driven again (and returns the outcome).
     let again = exec.drive("m", &t).await.expect("again");
     assert_eq!(again.phase, MigrationPhase::Succeeded);
+}
+
+// --- Deletion (the operator's finalizer) ----------------------------------------------
+
+#[tokio::test]
+async fn a_migration_deleted_before_it_started_ends_without_touching_mayastor_and_goes_away() {
+    let h = Harness::new(lab(Behaviour::default(), false)).await;
+    h.store
+        .insert(finalized("m", HOT_VOL, Tier::Hot, Tier::Cold));
+    h.store.request_deletion("m", SimClock(h.sim.clone()).now());
+    assert!(h.store.object("m").is_some(), "held by the finalizer");
+    let exec = h.executor(None, None);
+
+    let outcome = exec.drive("m", &tiers()).await.expect("drive");
+
+    assert_eq!(outcome.phase, MigrationPhase::RolledBack, "{outcome:?}");
+    assert!(
+        outcome.message.contains("nothing was changed")
+            && outcome.message.contains("being deleted"),
+        "{outcome:?}"
+    );
+    assert!(h.sim.mutations().is_empty(), "Mayastor was not touched");
+    assert!(h.store.object("m").is_none(), "the finalizer was released");
+    let last = h.store.writes("m").pop().expect("a terminal status");
+    assert_eq!(last.phase, Some(MigrationPhase::RolledBack));
+}
+
+#[tokio::test]
+async fn cancelling_a_move_while_its_replica_rebuilds_rolls_it_back_intact() {
+    // An hour-long rebuild and a ten-hour timeout: only the cancel can end this move
+    // early.
+    let slow_rebuilds = Behaviour {
+        rebuild_time: Duration::from_secs(3600),
+        ..Behaviour::default()
+    };
+    let h = Harness::new(lab(slow_rebuilds, false)).await;
+    let mut m = finalized("m", HOT_VOL, Tier::Hot, Tier::Cold);
+    m.spec.timeout = GoDuration::new("10h");
+    h.store.insert(m);
+    let exec = Arc::new(h.executor(None, None));
+    let driving = {
+        let exec = exec.clone();
+        tokio::spawn(async move { exec.drive("m", &tiers()).await })
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while h.status("m").step != Some(MigrationStep::WaitingForSync) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{:?}",
+            h.status("m")
+        );
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(
+        h.sim.with(|c| c.num_replicas(HOT_VOL)),
+        Some(3),
+        "a replica was added"
+    );
+    // What the runner does when it sees the deletionTimestamp of a move it drives.
+    h.store.request_deletion("m", SimClock(h.sim.clone()).now());
+    exec.cancel("m", couchestor_operator::executor::DELETED);
+
+    let outcome = driving.await.expect("task").expect("drive");
+
+    assert_eq!(outcome.phase, MigrationPhase::RolledBack, "{outcome:?}");
+    assert!(outcome.message.contains("cancelled"), "{outcome:?}");
+    assert_eq!(h.pools(HOT_VOL), ["n1-hot", "n2-hot"]);
+    assert_eq!(h.sim.with(|c| c.num_replicas(HOT_VOL)), Some(2));
+    assert!(
+        h.low_water(HOT_VOL) >= 2,
+        "never below the starting replicas"
+    );
+    let elapsed = h.sim.with(|c| c.now());
+    assert!(
+        elapsed < Duration::from_secs(3600),
+        "did not wait for the rebuild: {elapsed:?}"
+    );
+    h.assert_steering_restored();
+    assert!(h.store.object("m").is_none(), "the finalizer was released");
+}
+
+#[tokio::test]
+async fn a_migration_deleted_while_its_operator_was_down_is_rolled_back_by_the_next_one() {
+    let h = Harness::new(lab(Behaviour::default(), false)).await;
+    h.store
+        .insert(finalized("m", HOT_VOL, Tier::Hot, Tier::Cold));
+    // Find where the first steering window opens, then crash just after it is open.
+    let probe = Harness::new(lab(Behaviour::default(), false)).await;
+    probe
+        .store
+        .insert(finalized("m", HOT_VOL, Tier::Hot, Tier::Cold));
+    let probe_exec = probe.executor(None, None);
+    probe_exec.drive("m", &tiers()).await.expect("probe drive");
+    let window = first_window_write(&probe_exec.store().timeline());
+    let first = h.executor(Some((window + 1, CrashMode::BeforeWrite)), None);
+    first.drive("m", &tiers()).await.expect_err("crashed");
+    assert!(first.store().crashed());
+    assert_ne!(
+        steering_state(&h.sim),
+        h.start_steering,
+        "the crash left a window open"
+    );
+
+    h.store.request_deletion("m", SimClock(h.sim.clone()).now());
+    let next = h.executor(None, None);
+    let outcome = next.drive("m", &tiers()).await.expect("drive");
+
+    assert_eq!(outcome.phase, MigrationPhase::RolledBack, "{outcome:?}");
+    assert_eq!(h.pools(HOT_VOL), ["n1-hot", "n2-hot"]);
+    assert!(h.low_water(HOT_VOL) >= 2);
+    h.assert_steering_restored();
+    assert!(h.store.object("m").is_none(), "the finalizer was released");
+}
+
+#[tokio::test]
+async fn abandoning_a_move_whose_policy_is_gone_undoes_its_steering_and_releases_it() {
+    let h = Harness::new(lab(Behaviour::default(), false)).await;
+    h.store
+        .insert(finalized("m", HOT_VOL, Tier::Hot, Tier::Cold));
+    let probe = Harness::new(lab(Behaviour::default(), false)).await;
+    probe
+        .store
+        .insert(finalized("m", HOT_VOL, Tier::Hot, Tier::Cold));
+    let probe_exec = probe.executor(None, None);
+    probe_exec.drive("m", &tiers()).await.expect("probe drive");
+    let window = first_window_write(&probe_exec.store().timeline());
+    let first = h.executor(Some((window + 1, CrashMode::BeforeWrite)), None);
+    first.drive("m", &tiers()).await.expect_err("crashed");
+    assert_ne!(steering_state(&h.sim), h.start_steering, "a window is open");
+
+    let next = h.executor(None, None);
+    let outcome = next
+        .abandon("m", "policy tiering was deleted")
+        .await
+        .expect("abandon");
+
+    assert_eq!(outcome.phase, MigrationPhase::Failed, "{outcome:?}");
+    assert!(
+        outcome.message.contains("policy tiering was deleted")
+            && outcome.message.contains("steering undone"),
+        "{outcome:?}"
+    );
+    h.assert_steering_restored();
+    assert!(h.low_water(HOT_VOL) >= 2, "no replica was removed");
+    let vm = h.store.object("m").expect("not being deleted: kept");
+    assert!(!holds_finalizer(&vm), "{:?}", vm.metadata.finalizers);
+    assert_eq!(h.status("m").phase, Some(MigrationPhase::Failed));
+    // Abandoning again only reports the outcome.
+    let again = next.abandon("m", "again").await.expect("again");
+    assert_eq!(again.phase, MigrationPhase::Failed);
 }
 
 #[tokio::test]

@@ -309,6 +309,53 @@ async fn migration_status_is_server_side_applied_on_the_status_subresource() {
 }
 
 #[tokio::test]
+async fn the_finalizer_is_removed_by_a_version_guarded_merge_patch_keeping_the_others() {
+    let (client, mut handle) = kube_mock::client();
+    let path = "/apis/couchestor.io/v1alpha1/volumemigrations/gold.pvc-1.cold.0";
+    let mut held = serde_json::to_value(volume_migration()).expect("vm");
+    held["metadata"]["resourceVersion"] = json!("7");
+    held["metadata"]["finalizers"] = json!(["example.com/audit", "couchestor.io/migration"]);
+    let mut free = held.clone();
+    free["metadata"]["finalizers"] = json!(["example.com/audit"]);
+    let server = tokio::spawn(async move {
+        // 1: read, then patch away ours only, guarded by the version read.
+        let (r, send) = next(&mut handle).await.expect("get");
+        assert!(r.is("GET", path), "{r:?}");
+        respond(send, 200, &held);
+        let (r, send) = next(&mut handle).await.expect("patch");
+        assert!(r.is("PATCH", path), "{r:?}");
+        assert_eq!(r.content_type, "application/merge-patch+json");
+        assert_eq!(
+            r.body,
+            json!({"metadata": {"finalizers": ["example.com/audit"], "resourceVersion": "7"}})
+        );
+        respond(send, 200, &free);
+        // 2: already released: no patch.
+        let (r, send) = next(&mut handle).await.expect("get");
+        assert!(r.is("GET", path), "{r:?}");
+        respond(send, 200, &free);
+        // 3: gone: nothing to do.
+        let (r, send) = next(&mut handle).await.expect("get");
+        assert!(r.is("GET", path), "{r:?}");
+        respond(send, 404, &status(404, "NotFound"));
+        // 4: changed meanwhile: the conflict is an error, retried later.
+        let (_, send) = next(&mut handle).await.expect("get");
+        respond(send, 200, &held);
+        let (_, send) = next(&mut handle).await.expect("patch");
+        respond(send, 409, &status(409, "Conflict"));
+    });
+    let store = KubeMigrationStore::new(client);
+    let name = "gold.pvc-1.cold.0";
+    store.release(name).await.expect("released");
+    store.release(name).await.expect("no-op");
+    store.release(name).await.expect("gone");
+    let e = store.release(name).await.expect_err("conflict");
+    assert!(matches!(&e, StoreError::Unavailable(_)), "{e:?}");
+    assert!(e.to_string().contains("removing the finalizer"), "{e}");
+    server.await.expect("server");
+}
+
+#[tokio::test]
 async fn migration_events_name_the_migration_and_the_operator() {
     let (client, mut handle) = kube_mock::client();
     let server = tokio::spawn(async move {

@@ -197,7 +197,7 @@ async fn the_operator_leads_becomes_ready_and_releases_its_lease_on_shutdown() {
     ));
 
     // Ready: the lease taken, every watch listed, Prometheus and Mayastor answered.
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let answer = tokio::net::TcpStream::connect(addr).await;
         if answer.is_ok() && get(addr, "/readyz").await.0 == 200 {

@@ -39,7 +39,9 @@ async fn iops_from_a_real_prometheus_are_within_ten_percent_and_vanish_to_unknow
     let prom = Prometheus::new(&format!("http://127.0.0.1:{port}"), Duration::from_secs(5))
         .expect("client");
     let names = MetricNames::default();
-    let window = Duration::from_secs(10);
+    // 20 scrapes: a late or missed scrape at either edge (Prometheus starved of CPU)
+    // shifts rate()'s extrapolation by a few percent, well inside the ±10 %.
+    let window = Duration::from_secs(20);
 
     // Wait for a full window of scrapes: every volume known, with full history.
     let loads = wait_for_full_window(&prom, &names, window, VOLUMES.len()).await;

@@ -62,13 +62,27 @@ impl Smartctl {
     /// Runs `smartctl --json -a -n standby <device>` (a disk in standby is not spun up)
     /// and parses its output; killed after the timeout.
     pub fn read(&self, device: &str) -> SmartOutcome {
-        let mut child = match Command::new(&self.program)
-            .args(["--json", "-a", "-n", "standby", device])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-        {
+        let spawn = || {
+            Command::new(&self.program)
+                .args(["--json", "-a", "-n", "standby", device])
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+        };
+        // ETXTBSY: the program was just written and another thread's fork still holds
+        // it open for writing until that child's exec; it clears within milliseconds.
+        let mut spawned = spawn();
+        for _ in 0..5 {
+            match &spawned {
+                Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy => {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                    spawned = spawn();
+                }
+                _ => break,
+            }
+        }
+        let mut child = match spawned {
             Ok(child) => child,
             Err(e) => {
                 return SmartOutcome::Absent(format!("cannot run {}: {e}", self.program.display()));

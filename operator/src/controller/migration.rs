@@ -5,7 +5,7 @@
 //! instead of starting the same move twice.
 
 use couchestor_core::{
-    StoragePolicy, VolumeMigration, api::VolumeMigrationSpec, plan::PlannedMove,
+    StoragePolicy, VolumeMigration, api::VolumeMigrationSpec, names, plan::PlannedMove,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::{Resource, ResourceExt};
@@ -39,7 +39,8 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 }
 
 /// The migration for `mv` of `policy`, owned by the policy (garbage-collected with
-/// it). `volume_id` is the Mayastor volume UUID; `seq` how many migrations of this
+/// it) and holding [`names::MIGRATION_FINALIZER`] until the executor has finished it.
+/// `volume_id` is the Mayastor volume UUID; `seq` how many migrations of this
 /// volume exist already.
 pub fn build(
     policy: &StoragePolicy,
@@ -51,6 +52,7 @@ pub fn build(
     let mut metadata = ObjectMeta {
         name: Some(name(&policy_name, &mv.volume, mv.to.as_str(), seq)),
         owner_references: policy.controller_owner_ref(&()).map(|o| vec![o]),
+        finalizers: Some(vec![names::MIGRATION_FINALIZER.to_owned()]),
         ..ObjectMeta::default()
     };
     if policy_name.len() <= 63 {

@@ -16,8 +16,18 @@ use std::{
 
 use couchestor_core::{
     Timestamp,
-    api::{VolumeMigration, VolumeMigrationStatus},
+    api::{Time, VolumeMigration, VolumeMigrationStatus},
+    names,
 };
+
+/// Whether `vm` carries the operator's finalizer.
+pub fn holds_finalizer(vm: &VolumeMigration) -> bool {
+    vm.metadata
+        .finalizers
+        .iter()
+        .flatten()
+        .any(|f| f == names::MIGRATION_FINALIZER)
+}
 
 /// The store could not answer or could not make a write durable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -44,6 +54,10 @@ pub trait MigrationStore: Send + Sync {
         name: &str,
         status: &VolumeMigrationStatus,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Removes [`names::MIGRATION_FINALIZER`] from the object (the move is finished
+    /// and its steering undone), letting a pending deletion complete. Idempotent: an
+    /// object without the finalizer, or gone, is left as it is.
+    fn release(&self, name: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
 /// Kubernetes Event type.
@@ -109,9 +123,23 @@ impl InMemoryStore {
         lock(&self.objects).insert(name, migration);
     }
 
-    /// Deletes an object.
+    /// Deletes an object outright.
     pub fn remove(&self, name: &str) {
         lock(&self.objects).remove(name);
+    }
+
+    /// Deletes an object as the API server does: one with finalizers only gets a
+    /// `deletionTimestamp` (at `at`) and stays until they are removed.
+    pub fn request_deletion(&self, name: &str, at: Timestamp) {
+        let mut objects = lock(&self.objects);
+        let Some(object) = objects.get_mut(name) else {
+            return;
+        };
+        if object.metadata.finalizers.iter().flatten().next().is_some() {
+            object.metadata.deletion_timestamp.get_or_insert(Time(at));
+        } else {
+            objects.remove(name);
+        }
     }
 
     /// The object as stored now.
@@ -157,6 +185,20 @@ impl MigrationStore for InMemoryStore {
             None => Err(StoreError::NotFound(name.to_owned())),
         };
         async move { result }
+    }
+
+    fn release(&self, name: &str) -> impl Future<Output = Result<(), StoreError>> + Send {
+        let mut objects = lock(&self.objects);
+        if let Some(object) = objects.get_mut(name) {
+            if let Some(finalizers) = object.metadata.finalizers.as_mut() {
+                finalizers.retain(|f| f != names::MIGRATION_FINALIZER);
+            }
+            let deleting = object.metadata.deletion_timestamp.is_some();
+            if deleting && object.metadata.finalizers.iter().flatten().next().is_none() {
+                objects.remove(name);
+            }
+        }
+        async { Ok(()) }
     }
 }
 

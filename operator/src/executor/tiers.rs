@@ -36,6 +36,14 @@ impl TierPools {
         )
     }
 
+    /// No tiers at all: every pool is of no tier. What is left of a move whose policy
+    /// is gone ([`crate::executor::Executor::abandon`]).
+    pub fn none() -> Self {
+        Self {
+            selectors: Vec::new(),
+        }
+    }
+
     /// Tiers with `key=value` match labels (a convenience for tests and simple
     /// policies): `[(Hot, "hot"), (Cold, "cold")]`.
     pub fn by_label(key: &str, values: &[(Tier, &str)]) -> Self {

@@ -17,6 +17,7 @@ use std::{
 use couchestor_core::{
     GoDuration, Tier, Timestamp,
     api::{MigrationStep, VolumeMigration, VolumeMigrationSpec, VolumeMigrationStatus},
+    names,
 };
 use couchestor_operator::{
     executor::{
@@ -154,6 +155,15 @@ impl MigrationStore for TestStore {
         let result = self.write(name, status);
         async move { result }
     }
+
+    fn release(&self, name: &str) -> impl Future<Output = Result<(), StoreError>> + Send {
+        let result = if self.crashed() {
+            Err(StoreError::Unavailable("crashed".to_owned()))
+        } else {
+            futures_now(self.inner.release(name))
+        };
+        async move { result }
+    }
 }
 
 pub type Hook = Box<dyn Fn(&Sim, &str, &str) + Send + Sync>;
@@ -248,6 +258,23 @@ pub fn migration(
             timeout: GoDuration::new("30m"),
         },
     )
+}
+
+/// `migration`, holding the operator's finalizer as the controller creates it.
+pub fn finalized(name: &str, volume: &str, from: Tier, to: Tier) -> VolumeMigration {
+    let mut vm = migration(name, volume, from, to, false);
+    vm.metadata.finalizers = Some(vec![names::MIGRATION_FINALIZER.to_owned()]);
+    vm
+}
+
+/// The 1-based number of the first status write that records steering (the first
+/// window opening), from a timeline.
+pub fn first_window_write(timeline: &[(usize, String, VolumeMigrationStatus)]) -> usize {
+    timeline
+        .iter()
+        .position(|(_, _, s)| !s.steering.is_empty())
+        .expect("a steering window was opened")
+        + 1
 }
 
 pub fn config() -> Config {
