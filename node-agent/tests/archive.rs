@@ -256,7 +256,7 @@ impl QemuNbd {
             .expect("spawn qemu-nbd");
         let deadline = Instant::now() + Duration::from_secs(20);
         // The socket file appears at bind(); connections succeed only after listen().
-        while std::os::unix::net::UnixStream::connect(&socket).is_err() {
+        while std::os::unix::net::UnixStream::connect(socket).is_err() {
             assert!(
                 Instant::now() < deadline,
                 "qemu-nbd did not listen on its socket"
