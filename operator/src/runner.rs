@@ -39,6 +39,14 @@ pub struct Pass {
     pub cancelled: Vec<String>,
 }
 
+/// What a runner task does with one migration.
+enum Job {
+    /// [`Executor::drive`] with the policy's tiers.
+    Drive(TierPools),
+    /// [`Executor::abandon`] with the reason.
+    Abandon(String),
+}
+
 /// The migrations to drive and the policies they belong to.
 pub struct Runner<S, E, C> {
     client: Client,
@@ -102,7 +110,7 @@ where
                 continue;
             }
             if terminal {
-                self.abandon(name.clone(), "finished".to_owned());
+                self.spawn(name.clone(), Job::Abandon("finished".to_owned()));
                 pass.abandoned.push(name);
                 continue;
             }
@@ -110,7 +118,7 @@ where
                 Ok(Some(p)) => p,
                 Ok(None) if deleting => {
                     let reason = format!("policy {} was deleted", vm.spec.policy_ref);
-                    self.abandon(name.clone(), reason);
+                    self.spawn(name.clone(), Job::Abandon(reason));
                     pass.abandoned.push(name);
                     continue;
                 }
@@ -131,34 +139,28 @@ where
             };
             let tiers = TierPools::from_policy(&policy.spec);
             pass.started.push(name.clone());
-            let executor = self.executor.clone();
-            self.tasks.spawn(async move {
-                match executor.drive(&name, &tiers).await {
-                    Ok(outcome) => {
-                        tracing::info!(migration = name, result = outcome.result(), message = outcome.message, "migration finished")
-                    }
-                    // Claimed by a drive started between our look and this task.
-                    Err(ExecError::AlreadyRunning(_)) => {}
-                    Err(e) => {
-                        tracing::warn!(migration = name, error = %e, "migration paused; resuming on a later pass")
-                    }
-                }
-            });
+            self.spawn(name, Job::Drive(tiers));
         }
         Ok(pass)
     }
 
-    /// Starts [`Executor::abandon`] of `name` in a task.
-    fn abandon(&mut self, name: String, reason: String) {
+    /// Runs `job` on the move `name` in a task; a job that stops early is started
+    /// again by a later pass.
+    fn spawn(&mut self, name: String, job: Job) {
         let executor = self.executor.clone();
         self.tasks.spawn(async move {
-            match executor.abandon(&name, &reason).await {
+            let result = match &job {
+                Job::Drive(tiers) => executor.drive(&name, tiers).await,
+                Job::Abandon(reason) => executor.abandon(&name, reason).await,
+            };
+            match result {
                 Ok(outcome) => {
-                    tracing::info!(migration = name, result = outcome.result(), message = outcome.message, "migration closed")
+                    tracing::info!(migration = name, result = outcome.result(), message = outcome.message, "migration finished")
                 }
+                // Claimed by another task started between our look and this one.
                 Err(ExecError::AlreadyRunning(_)) => {}
                 Err(e) => {
-                    tracing::warn!(migration = name, error = %e, "could not close a migration; retrying on a later pass")
+                    tracing::warn!(migration = name, error = %e, "migration paused; resuming on a later pass")
                 }
             }
         });

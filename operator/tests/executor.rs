@@ -823,25 +823,7 @@ async fn cancelling_a_move_while_its_replica_rebuilds_rolls_it_back_intact() {
 
 #[tokio::test]
 async fn a_migration_deleted_while_its_operator_was_down_is_rolled_back_by_the_next_one() {
-    let h = Harness::new(lab(Behaviour::default(), false)).await;
-    h.store
-        .insert(finalized("m", HOT_VOL, Tier::Hot, Tier::Cold));
-    // Find where the first steering window opens, then crash just after it is open.
-    let probe = Harness::new(lab(Behaviour::default(), false)).await;
-    probe
-        .store
-        .insert(finalized("m", HOT_VOL, Tier::Hot, Tier::Cold));
-    let probe_exec = probe.executor(None, None);
-    probe_exec.drive("m", &tiers()).await.expect("probe drive");
-    let window = first_window_write(&probe_exec.store().timeline());
-    let first = h.executor(Some((window + 1, CrashMode::BeforeWrite)), None);
-    first.drive("m", &tiers()).await.expect_err("crashed");
-    assert!(first.store().crashed());
-    assert_ne!(
-        steering_state(&h.sim),
-        h.start_steering,
-        "the crash left a window open"
-    );
+    let h = crashed_with_a_window_open().await;
 
     h.store.request_deletion("m", SimClock(h.sim.clone()).now());
     let next = h.executor(None, None);
@@ -856,19 +838,7 @@ async fn a_migration_deleted_while_its_operator_was_down_is_rolled_back_by_the_n
 
 #[tokio::test]
 async fn abandoning_a_move_whose_policy_is_gone_undoes_its_steering_and_releases_it() {
-    let h = Harness::new(lab(Behaviour::default(), false)).await;
-    h.store
-        .insert(finalized("m", HOT_VOL, Tier::Hot, Tier::Cold));
-    let probe = Harness::new(lab(Behaviour::default(), false)).await;
-    probe
-        .store
-        .insert(finalized("m", HOT_VOL, Tier::Hot, Tier::Cold));
-    let probe_exec = probe.executor(None, None);
-    probe_exec.drive("m", &tiers()).await.expect("probe drive");
-    let window = first_window_write(&probe_exec.store().timeline());
-    let first = h.executor(Some((window + 1, CrashMode::BeforeWrite)), None);
-    first.drive("m", &tiers()).await.expect_err("crashed");
-    assert_ne!(steering_state(&h.sim), h.start_steering, "a window is open");
+    let h = crashed_with_a_window_open().await;
 
     let next = h.executor(None, None);
     let outcome = next

@@ -267,16 +267,6 @@ pub fn finalized(name: &str, volume: &str, from: Tier, to: Tier) -> VolumeMigrat
     vm
 }
 
-/// The 1-based number of the first status write that records steering (the first
-/// window opening), from a timeline.
-pub fn first_window_write(timeline: &[(usize, String, VolumeMigrationStatus)]) -> usize {
-    timeline
-        .iter()
-        .position(|(_, _, s)| !s.steering.is_empty())
-        .expect("a steering window was opened")
-        + 1
-}
-
 pub fn config() -> Config {
     Config {
         poll_interval: Duration::from_secs(2),
@@ -398,4 +388,35 @@ impl Harness {
 
 pub fn steps(status: &VolumeMigrationStatus) -> Vec<MigrationStep> {
     status.steps.iter().map(|s| s.step).collect()
+}
+
+/// The default lab with `finalized` move `m` (HOT_VOL to cold) interrupted by a
+/// crash just after its first steering window opened (found by a probe run of the
+/// same move on a twin cluster), so the window is still applied.
+pub async fn crashed_with_a_window_open() -> Harness {
+    let h = Harness::new(lab(Behaviour::default(), false)).await;
+    let probe = Harness::new(lab(Behaviour::default(), false)).await;
+    for harness in [&probe, &h] {
+        harness
+            .store
+            .insert(finalized("m", HOT_VOL, Tier::Hot, Tier::Cold));
+    }
+    let probe_exec = probe.executor(None, None);
+    probe_exec.drive("m", &tiers()).await.expect("probe drive");
+    let window = probe_exec
+        .store()
+        .timeline()
+        .iter()
+        .position(|(_, _, s)| !s.steering.is_empty())
+        .expect("a steering window was opened")
+        + 1;
+    let first = h.executor(Some((window + 1, CrashMode::BeforeWrite)), None);
+    first.drive("m", &tiers()).await.expect_err("crashed");
+    assert!(first.store().crashed());
+    assert_ne!(
+        steering_state(&h.sim),
+        h.start_steering,
+        "the crash left a window open"
+    );
+    h
 }
